@@ -1,0 +1,282 @@
+"""GeminiChatModel: the only module that imports google.genai.
+
+Builds `contents` from our own stored history each turn (the SDK's chat object keeps
+history client-side and stores each streamed chunk as its own turn, which we do not want),
+pins the API version, retries before the first token, and maps SDK errors to bot.errors.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import aiohttp
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from bot.clock import Clock, SystemClock
+from bot.errors import (
+    ModelAuthError,
+    ModelBadRequest,
+    ModelBlocked,
+    ModelError,
+    ModelRateLimited,
+    ModelTooLarge,
+    ModelUnavailable,
+)
+from bot.ports import FileData, Finished, InlineData, ModelContent, ModelEvent, ModelPart, TextDelta
+from bot.types import Persona, RemoteFile, Usage
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
+FILE_LIFETIME = timedelta(hours=48)
+
+
+def retry_delay(details: Any) -> float | None:
+    """The server's google.rpc.RetryInfo retryDelay in seconds, if it gave one."""
+    try:
+        items = details.get("error", details).get("details") or []
+    except AttributeError:
+        return None
+    for item in items:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            m = re.fullmatch(r"\s*([0-9.]+)s\s*", str(item.get("retryDelay", "")))
+            if m:
+                return float(m.group(1))
+    return None
+
+
+def map_api_error(exc: genai_errors.APIError) -> ModelError:
+    """An SDK APIError as one of our error types."""
+    code = exc.code or 0
+    status = (exc.status or "").upper()
+    message = exc.message or ""
+    detail = f"{code} {status}: {message}"[:500]
+    low = message.lower()
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ModelRateLimited(detail, retry_after=retry_delay(exc.details))
+    if code in (401, 403) or "api key" in low or "api_key" in low:
+        return ModelAuthError(detail)
+    if code == 413 or (
+        code == 400
+        and any(
+            w in low for w in ("too large", "exceeds", "too long", "token count", "payload size")
+        )
+    ):
+        return ModelTooLarge(detail)
+    if code == 404:
+        return ModelBadRequest(
+            detail, user_message="The Gemini model configured for this bot was not found."
+        )
+    if code in RETRYABLE_CODES or code >= 500 or status in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return ModelUnavailable(detail)
+    return ModelBadRequest(detail)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, genai_errors.APIError):
+        return (exc.code or 0) in RETRYABLE_CODES or (exc.code or 0) >= 500
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError)
+
+
+def _map(exc: BaseException) -> ModelError:
+    if isinstance(exc, genai_errors.APIError):
+        return map_api_error(exc)
+    return ModelUnavailable(f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _part(p: ModelPart) -> types.Part:
+    if isinstance(p, str):
+        return types.Part(text=p)
+    if isinstance(p, InlineData):
+        return types.Part(inline_data=types.Blob(mime_type=p.mime_type, data=p.data))
+    if isinstance(p, FileData):
+        return types.Part(file_data=types.FileData(file_uri=p.uri, mime_type=p.mime_type))
+    raise TypeError(f"unknown part {p!r}")
+
+
+def to_contents(contents: Sequence[ModelContent]) -> list[types.Content]:
+    """Our contents to SDK contents, merging neighbours of the same role."""
+    out: list[types.Content] = []
+    for c in contents:
+        parts = [_part(p) for p in c.parts]
+        if not parts:
+            continue
+        if out and out[-1].role == c.role and out[-1].parts is not None:
+            out[-1].parts.extend(parts)
+        else:
+            out.append(types.Content(role=c.role, parts=parts))
+    return out
+
+
+class GeminiChatModel:
+    """ChatModel on the Gemini Developer API through google-genai's async client."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        default_model: str,
+        base_url: str | None = None,
+        api_version: str = "v1beta",
+        max_retries: int = 3,
+        timeout_seconds: float = 120,
+        max_retry_wait: float = 30.0,
+        backoff_base: float = 0.5,
+        upload_poll_seconds: float = 1.0,
+        upload_timeout_seconds: float = 300.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.default_model = default_model
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.backoff_base = backoff_base
+        self.upload_poll_seconds = upload_poll_seconds
+        self.upload_timeout_seconds = upload_timeout_seconds
+        self.clock: Clock = clock or SystemClock()
+        options = types.HttpOptions(
+            api_version=api_version,
+            timeout=int(timeout_seconds * 1000),
+            # Our own retry loop (below) knows about first tokens; the SDK's must not retry.
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        if base_url:
+            options.base_url = base_url
+        self._client = genai.Client(api_key=api_key, http_options=options)
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP sessions."""
+        await self._client.aio.aclose()
+
+    def _config(self, persona: Persona) -> types.GenerateContentConfig:
+        g = persona.generation
+        return types.GenerateContentConfig(
+            system_instruction=persona.system_instruction,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            top_k=g.top_k,
+            max_output_tokens=g.max_output_tokens,
+        )
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        server = retry_delay(exc.details) if isinstance(exc, genai_errors.APIError) else None
+        if server is not None:
+            return server
+        return float(self.backoff_base * (2**attempt) * (0.5 + random.random() / 2))
+
+    async def stream(
+        self,
+        *,
+        persona: Persona,
+        history: Sequence[ModelContent],
+        message: ModelContent,
+    ) -> AsyncIterator[ModelEvent]:
+        """Stream a reply; retries 408/429/5xx and network errors until the first token."""
+        model = persona.model or self.default_model
+        contents = to_contents([*history, message])
+        config = self._config(persona)
+        attempt = 0
+        while True:
+            started = False
+            finish = "STOP"
+            usage = Usage()
+            try:
+                response = await self._client.aio.models.generate_content_stream(
+                    model=model,
+                    contents=contents,
+                    config=config,
+                )
+                async for chunk in response:
+                    feedback = chunk.prompt_feedback
+                    if feedback is not None and feedback.block_reason is not None:
+                        reason = _enum_name(feedback.block_reason)
+                        raise ModelBlocked(f"prompt blocked: {reason}", reason=reason)
+                    if chunk.usage_metadata is not None:
+                        um = chunk.usage_metadata
+                        usage = Usage(
+                            prompt_tokens=um.prompt_token_count or 0,
+                            output_tokens=(um.candidates_token_count or 0)
+                            + (um.thoughts_token_count or 0),
+                        )
+                    for cand in chunk.candidates or []:
+                        if cand.finish_reason is not None:
+                            finish = _enum_name(cand.finish_reason)
+                        for part in (cand.content.parts if cand.content else None) or []:
+                            if part.text and not part.thought:
+                                started = True
+                                yield TextDelta(part.text)
+                        break  # one candidate is all we ask for
+            except ModelError:
+                raise
+            except Exception as exc:
+                if started or attempt >= self.max_retries or not _is_retryable(exc):
+                    raise _map(exc) from None
+                delay = self._backoff(attempt, exc)
+                if delay > self.max_retry_wait:
+                    raise _map(exc) from None
+                attempt += 1
+                log.info("gemini %s; retry %d in %.2fs", _brief(exc), attempt, delay)
+                await self.clock.sleep(delay)
+                continue
+            yield Finished(finish, usage)
+            return
+
+    async def _retrying(self, what: str, fn: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except Exception as exc:
+                if attempt >= self.max_retries or not _is_retryable(exc):
+                    raise _map(exc) from None
+                delay = self._backoff(attempt, exc)
+                if delay > self.max_retry_wait:
+                    raise _map(exc) from None
+                attempt += 1
+                log.info("gemini %s %s; retry %d in %.2fs", what, _brief(exc), attempt, delay)
+                await self.clock.sleep(delay)
+
+    async def upload(self, *, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
+        """Resumable upload through the Files API, then wait until the file is ACTIVE."""
+        files = self._client.aio.files
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name[:128])
+        f = await self._retrying(
+            "upload", lambda: files.upload(file=io.BytesIO(data), config=config)
+        )
+        waited = 0.0
+        while f.state == types.FileState.PROCESSING:
+            if waited >= self.upload_timeout_seconds:
+                raise ModelUnavailable(
+                    f"file {f.name} still processing",
+                    user_message=f"Gemini is still processing {display_name}; try again soon.",
+                )
+            await self.clock.sleep(self.upload_poll_seconds)
+            waited += self.upload_poll_seconds
+            f = await self._retrying("files.get", partial(files.get, name=f.name or ""))
+        if f.state == types.FileState.FAILED or not f.uri:
+            raise ModelBadRequest(
+                f"file {f.name} failed: {f.error}",
+                user_message=f"Gemini could not process the file {display_name}.",
+            )
+        expires = f.expiration_time or (datetime.now(UTC) + FILE_LIFETIME)
+        return RemoteFile(
+            uri=f.uri, mime_type=f.mime_type or mime_type, expires_at=expires, name=f.name or ""
+        )
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value)).upper()
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, genai_errors.APIError):
+        return f"{exc.code} {exc.status}"
+    return type(exc).__name__

@@ -1,0 +1,245 @@
+"""The boundaries of the core: the model, the store, reply targets and adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from bot.types import (
+    Conversation,
+    DailyUsage,
+    History,
+    NewTurn,
+    Persona,
+    RemoteFile,
+    ThreadKey,
+    Turn,
+    Usage,
+)
+
+# ---- model -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InlineData:
+    """File bytes sent inside the request."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileData:
+    """A file already uploaded to the provider, referenced by URI."""
+
+    mime_type: str
+    uri: str
+
+
+ModelPart = str | InlineData | FileData
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContent:
+    """One turn as the model sees it."""
+
+    role: Literal["user", "model"]
+    parts: tuple[ModelPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of reply text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event of a stream."""
+
+    finish_reason: str
+    usage: Usage
+
+
+ModelEvent = TextDelta | Finished
+
+
+class ChatModel(Protocol):
+    """A stateless chat model: history in, streamed reply out."""
+
+    def stream(
+        self,
+        *,
+        persona: Persona,
+        history: Sequence[ModelContent],
+        message: ModelContent,
+    ) -> AsyncIterator[ModelEvent]:
+        """Yield TextDelta events, then one Finished; raise bot.errors.ModelError."""
+        ...
+
+    async def upload(self, *, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
+        """Upload a file for later turns to reference by URI."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+# ---- storage ---------------------------------------------------------------
+
+
+class Store(Protocol):
+    """Durable state. Every method is async; a turn is written in one transaction."""
+
+    async def open(self) -> None:
+        """Open (and migrate) the store."""
+        ...
+
+    async def close(self) -> None:
+        """Close the store."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
+        """The conversation for `key`, if any."""
+        ...
+
+    async def get_or_create_conversation(self, key: ThreadKey) -> Conversation:
+        """The conversation for `key`, created when missing."""
+        ...
+
+    async def set_thread_persona(self, key: ThreadKey, persona: str | None) -> None:
+        """Pin a persona for one thread (None clears it)."""
+        ...
+
+    async def forget(self, key: ThreadKey) -> bool:
+        """Delete a conversation and its turns; True if it existed."""
+        ...
+
+    async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
+        """Write one turn (one transaction) and return it with its id and seq."""
+        ...
+
+    async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
+        """The first turn plus as many recent turns as fit `token_budget`."""
+        ...
+
+    async def count_turns(self, conversation_id: int) -> int:
+        """Number of turns stored for a conversation."""
+        ...
+
+    async def put_blob(self, data: bytes, *, mime_type: str) -> str:
+        """Store attachment bytes; returns their sha256."""
+        ...
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """Stored attachment bytes; KeyError when missing."""
+        ...
+
+    async def get_remote_file(self, sha256: str) -> RemoteFile | None:
+        """The provider file for these bytes, if one was recorded."""
+        ...
+
+    async def put_remote_file(self, sha256: str, remote: RemoteFile) -> None:
+        """Record the provider file for these bytes."""
+        ...
+
+    async def get_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> str | None:
+        """The channel's default persona, if set."""
+        ...
+
+    async def set_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str, persona: str | None
+    ) -> None:
+        """Set or clear the channel's default persona."""
+        ...
+
+    async def mark_event(self, platform: str, event_id: str) -> bool:
+        """Record a platform event id; False when it was seen before."""
+        ...
+
+    async def prune_events(self, *, older_than: datetime) -> int:
+        """Forget event ids seen before `older_than`; returns how many."""
+        ...
+
+    async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
+        """Add one turn's usage to a user's day."""
+        ...
+
+    async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
+        """A user's usage on a day (zeros when none)."""
+        ...
+
+
+# ---- replies ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A platform call budget: `rate` calls per second with bursts of `burst`."""
+
+    key: str
+    rate: float
+    burst: int = 1
+    parent: Budget | None = None
+
+
+class ReplyTarget(Protocol):
+    """What an adapter gives the engine for one reply.
+
+    The EditScheduler decides when `show`, `finish` and `fail` run. `part` numbers the
+    platform messages of one reply: part 0 is the first message; a new part number means
+    post a new message, a known one means edit it.
+    """
+
+    max_chars: int
+    budget: Budget
+
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """Platform ids of the messages posted so far."""
+        ...
+
+    async def start(self) -> None:
+        """Show that work started (typing indicator, status or placeholder)."""
+        ...
+
+    async def show(self, text: str, *, part: int) -> None:
+        """Post or edit message `part` to show `text` (raise PlatformRateLimited on 429)."""
+        ...
+
+    async def finish(self, text: str, *, part: int) -> None:
+        """Show the final text of the last message `part`."""
+        ...
+
+    async def fail(self, user_message: str) -> None:
+        """Tell the user the reply failed or was cut short."""
+        ...
+
+
+class Adapter(Protocol):
+    """A platform connection. Narrow on purpose."""
+
+    name: str
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled or closed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop taking new work and disconnect."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """True while the platform connection is up."""
+        ...

@@ -1,0 +1,133 @@
+"""Settings from the environment and .env (the environment wins); names are public."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(Exception):
+    """Settings are missing or invalid; `problems` has one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. See README for what each one does."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    GEMINI_API_KEY: SecretStr | None = None
+    GEMINI_MODEL: str = "gemini-2.5-flash"
+    GEMINI_BASE_URL: str | None = None
+    GEMINI_API_VERSION: str = "v1beta"
+    GEMINI_MAX_RETRIES: int = Field(default=3, ge=0, le=10)
+    GEMINI_TIMEOUT_SECONDS: float = Field(default=120, gt=0)
+
+    SLACK_BOT_TOKEN: SecretStr | None = None
+    SLACK_APP_TOKEN: SecretStr | None = None
+    SLACK_SIGNING_SECRET: SecretStr | None = None
+    SLACK_API_URL: str | None = None
+    SLACK_STREAM_MODE: Literal["edit", "native"] = "edit"
+
+    DISCORD_TOKEN: SecretStr | None = None
+    DISCORD_API_URL: str | None = None
+    DISCORD_GATEWAY_URL: str | None = None
+
+    DATA_DIR: Path = Path("./data")
+    DATABASE_URL: str | None = None
+    HTTP_HOST: str = "127.0.0.1"
+    HTTP_PORT: int = Field(default=8080, ge=0, le=65535)
+
+    PERSONAS_FILE: Path | None = None
+    DEFAULT_PERSONA: str = "assistant"
+
+    ADMIN_USERS: str = ""
+    ALLOWED_USERS: str = ""
+    ALLOWED_CHANNELS: str = ""
+
+    LOG_LEVEL: LogLevel = "INFO"
+
+    HISTORY_TOKEN_BUDGET: int = Field(default=200_000, ge=1_000)
+    ATTACHMENT_MAX_BYTES: int = Field(default=50 * 1024 * 1024, ge=1)
+    INLINE_MAX_BYTES: int = Field(default=1024 * 1024, ge=0)
+    SHUTDOWN_GRACE_SECONDS: float = Field(default=20, ge=0)
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _db_url(cls, v: str | None) -> str | None:
+        if v and not (v.startswith("sqlite:///") or v == "memory:"):
+            raise ValueError("must look like sqlite:///path/to/file.db (or memory: for tests)")
+        return v
+
+    @field_validator("GEMINI_BASE_URL", "SLACK_API_URL", "DISCORD_API_URL", "DISCORD_GATEWAY_URL")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v and v.split("://", 1)[0] not in ("http", "https", "ws", "wss"):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return v or None
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file, or None for the in-memory store."""
+        if self.DATABASE_URL == "memory:":
+            return None
+        if self.DATABASE_URL:
+            return Path(self.DATABASE_URL.removeprefix("sqlite:///"))
+        return self.DATA_DIR / "gemini-bot.db"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where attachment bytes are kept, content-addressed."""
+        return self.DATA_DIR / "blobs"
+
+    def platforms_enabled(self) -> list[str]:
+        """Adapters whose tokens are set."""
+        out = []
+        if self.SLACK_BOT_TOKEN:
+            out.append("slack")
+        if self.DISCORD_TOKEN:
+            out.append("discord")
+        return out
+
+    def require_gemini(self) -> None:
+        """Raise SettingsError when Gemini cannot be reached with these settings."""
+        if not self.GEMINI_API_KEY or not self.GEMINI_API_KEY.get_secret_value().strip():
+            raise SettingsError(
+                ["GEMINI_API_KEY: required: set it to a Gemini API key (aistudio.google.com)"]
+            )
+
+
+def id_set(raw: str) -> frozenset[str]:
+    """Parse a comma- or semicolon-separated list of platform-qualified ids."""
+    return frozenset(p.strip() for p in raw.replace(";", ",").split(",") if p.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one line per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            value = err.get("input")
+            shown = (
+                "" if "KEY" in name or "TOKEN" in name or "SECRET" in name else f" (got {value!r})"
+            )
+            problems.append(f"{name}: {err['msg']}{shown}")
+        raise SettingsError(problems) from None

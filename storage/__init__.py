@@ -1,0 +1,1 @@
+"""Durable stores for conversations, turns, attachments and settings."""

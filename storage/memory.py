@@ -1,0 +1,174 @@
+"""MemoryStore: the Store contract in dicts; a fast fake for unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from bot.types import (
+    Conversation,
+    DailyUsage,
+    History,
+    NewTurn,
+    RemoteFile,
+    ThreadKey,
+    Turn,
+    Usage,
+)
+from storage.blobs import check_size
+
+
+class MemoryStore:
+    """Keeps everything in process memory; passes the same contract tests as SqliteStore."""
+
+    def __init__(self, *, max_blob_bytes: int = 50 * 1024 * 1024) -> None:
+        self.max_blob_bytes = max_blob_bytes
+        self._convs: dict[ThreadKey, Conversation] = {}
+        self._turns: dict[int, list[Turn]] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._remote: dict[str, RemoteFile] = {}
+        self._channels: dict[tuple[str, str, str], str | None] = {}
+        self._events: dict[tuple[str, str], datetime] = {}
+        self._usage: dict[tuple[str, str, str], DailyUsage] = {}
+        self._next_conv = 1
+        self._next_turn = 1
+        self.is_open = False
+
+    async def open(self) -> None:
+        """Nothing to open."""
+        self.is_open = True
+
+    async def close(self) -> None:
+        """Nothing to close."""
+        self.is_open = False
+
+    async def ping(self) -> bool:
+        """True while open."""
+        return self.is_open
+
+    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
+        """The conversation for `key`, if any."""
+        return self._convs.get(key)
+
+    async def get_or_create_conversation(self, key: ThreadKey) -> Conversation:
+        """The conversation for `key`, created when missing."""
+        conv = self._convs.get(key)
+        if conv is None:
+            conv = Conversation(self._next_conv, key, None, datetime.now(UTC))
+            self._next_conv += 1
+            self._convs[key] = conv
+            self._turns[conv.id] = []
+        return conv
+
+    async def set_thread_persona(self, key: ThreadKey, persona: str | None) -> None:
+        """Pin a persona for one thread."""
+        conv = await self.get_or_create_conversation(key)
+        self._convs[key] = replace(conv, persona=persona)
+
+    async def forget(self, key: ThreadKey) -> bool:
+        """Delete a conversation and its turns."""
+        conv = self._convs.pop(key, None)
+        if conv is None:
+            return False
+        self._turns.pop(conv.id, None)
+        return True
+
+    async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
+        """Append with the next seq."""
+        turns = self._turns[conversation_id]
+        stored = Turn(
+            id=self._next_turn,
+            seq=len(turns) + 1,
+            role=turn.role,
+            parts=turn.parts,
+            author=turn.author,
+            status=turn.status,
+            finish_reason=turn.finish_reason,
+            usage=turn.usage,
+            token_estimate=turn.token_estimate,
+            message_ids=turn.message_ids,
+            error=turn.error,
+            created_at=datetime.now(UTC),
+        )
+        self._next_turn += 1
+        turns.append(stored)
+        return stored
+
+    async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
+        """First turn + newest turns that fit the budget."""
+        turns = self._turns.get(conversation_id, [])
+        if not turns:
+            return History((), 0, 0)
+        first = turns[0]
+        used = first.token_estimate
+        recent: list[Turn] = []
+        for t in reversed(turns[1:]):
+            if used + t.token_estimate > token_budget:
+                break
+            used += t.token_estimate
+            recent.append(t)
+        kept = (first, *reversed(recent))
+        return History(kept, len(turns) - len(kept), used)
+
+    async def count_turns(self, conversation_id: int) -> int:
+        """Number of turns."""
+        return len(self._turns.get(conversation_id, []))
+
+    async def put_blob(self, data: bytes, *, mime_type: str) -> str:
+        """Keep bytes by sha256."""
+        check_size(data, self.max_blob_bytes)
+        sha = hashlib.sha256(data).hexdigest()
+        self._blobs[sha] = data
+        return sha
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """Bytes by sha256; KeyError when missing."""
+        return self._blobs[sha256]
+
+    async def get_remote_file(self, sha256: str) -> RemoteFile | None:
+        """The provider file for these bytes."""
+        return self._remote.get(sha256)
+
+    async def put_remote_file(self, sha256: str, remote: RemoteFile) -> None:
+        """Record the provider file for these bytes."""
+        self._remote[sha256] = remote
+
+    async def get_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> str | None:
+        """The channel's default persona."""
+        return self._channels.get((platform, workspace_id, channel_id))
+
+    async def set_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str, persona: str | None
+    ) -> None:
+        """Set or clear the channel's default persona."""
+        self._channels[(platform, workspace_id, channel_id)] = persona
+
+    async def mark_event(self, platform: str, event_id: str) -> bool:
+        """Record an event id; False when seen before."""
+        if (platform, event_id) in self._events:
+            return False
+        self._events[(platform, event_id)] = datetime.now(UTC)
+        return True
+
+    async def prune_events(self, *, older_than: datetime) -> int:
+        """Forget old event ids."""
+        old = [k for k, at in self._events.items() if at < older_than]
+        for k in old:
+            del self._events[k]
+        return len(old)
+
+    async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
+        """Add one turn to a user's day."""
+        cur = self._usage.get((platform, user_id, day), DailyUsage(0, 0, 0))
+        self._usage[(platform, user_id, day)] = DailyUsage(
+            cur.turns + 1,
+            cur.prompt_tokens + usage.prompt_tokens,
+            cur.output_tokens + usage.output_tokens,
+        )
+
+    async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
+        """A user's usage on a day."""
+        return self._usage.get((platform, user_id, day), DailyUsage(0, 0, 0))

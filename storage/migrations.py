@@ -1,0 +1,120 @@
+"""Ordered, append-only, named migrations. Never edit one that has shipped: add another."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiosqlite
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def m001_initial(db: aiosqlite.Connection) -> None:
+    """Conversations, turns, blobs, remote files, channel settings, events, usage."""
+    for sql in (
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL,
+            persona TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (platform, workspace_id, channel_id, thread_id)
+        )""",
+        """CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'model')),
+            author_id TEXT,
+            author_name TEXT,
+            author_is_bot INTEGER NOT NULL DEFAULT 0,
+            parts TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('complete', 'partial', 'failed')),
+            finish_reason TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            token_estimate INTEGER NOT NULL DEFAULT 0,
+            message_ids TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (conversation_id, seq)
+        )""",
+        """CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            mime_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE remote_files (
+            sha256 TEXT PRIMARY KEY REFERENCES blobs(sha256) ON DELETE CASCADE,
+            uri TEXT NOT NULL,
+            name TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE channel_settings (
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            default_persona TEXT,
+            PRIMARY KEY (platform, workspace_id, channel_id)
+        )""",
+        """CREATE TABLE processed_events (
+            platform TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            PRIMARY KEY (platform, event_id)
+        )""",
+        "CREATE INDEX processed_events_seen ON processed_events (seen_at)",
+        """CREATE TABLE usage (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            turns INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (platform, user_id, day)
+        )""",
+    ):
+        await db.execute(sql)
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("001_initial", m001_initial),
+]
+
+
+async def migrate(db: aiosqlite.Connection) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; return their names."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    async with db.execute("SELECT name FROM _migrations") as cur:
+        done = {row[0] for row in await cur.fetchall()}
+    known = [name for name, _ in MIGRATIONS]
+    stray = done - set(known)
+    if stray:
+        raise RuntimeError(
+            f"database has migrations this version does not know: {', '.join(sorted(stray))} "
+            "(was it written by a newer gemini-bot?)"
+        )
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await fn(db)
+            await db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat()),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

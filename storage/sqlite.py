@@ -1,0 +1,351 @@
+"""SqliteStore: the durable Store on aiosqlite (WAL, busy timeout, foreign keys)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.types import (
+    Author,
+    Conversation,
+    DailyUsage,
+    History,
+    NewTurn,
+    RemoteFile,
+    ThreadKey,
+    Turn,
+    Usage,
+)
+from storage.blobs import BlobDir
+from storage.codec import dump_parts, load_parts
+from storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+_TURN_COLS = (
+    "id, seq, role, author_id, author_name, author_is_bot, parts, status, finish_reason, "
+    "prompt_tokens, output_tokens, token_estimate, message_ids, error, created_at"
+)
+# History is read newest first in pages, so a 5,000-turn thread costs what a short one does.
+_PAGE = 32
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _turn(row: Any) -> Turn:
+    (
+        id_,
+        seq,
+        role,
+        a_id,
+        a_name,
+        a_bot,
+        parts,
+        status,
+        finish,
+        p_tok,
+        o_tok,
+        est,
+        mids,
+        err,
+        at,
+    ) = row
+    author = Author(str(a_id), str(a_name), bool(a_bot)) if a_id is not None else None
+    return Turn(
+        id=int(id_),
+        seq=int(seq),
+        role=role,
+        parts=load_parts(str(parts)),
+        author=author,
+        status=status,
+        finish_reason=finish,
+        usage=Usage(int(p_tok), int(o_tok)),
+        token_estimate=int(est),
+        message_ids=tuple(json.loads(str(mids))),
+        error=err,
+        created_at=datetime.fromisoformat(str(at)),
+    )
+
+
+class SqliteStore:
+    """Conversations and everything around them in one SQLite file."""
+
+    def __init__(self, path: Path, *, blob_dir: Path, max_blob_bytes: int) -> None:
+        self.path = path
+        self.blobs = BlobDir(blob_dir, max_bytes=max_blob_bytes)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        """Open, configure and migrate."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves, so each statement stands alone.
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA foreign_keys=ON")
+            # WAL + NORMAL: durable across process crashes; only an OS crash can lose the
+            # last commits, which is the usual trade for a chat log.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            applied = await migrate(db)
+        except BaseException:
+            await db.close()
+            raise
+        if applied:
+            log.info("database %s: applied migrations %s", self.path, ", ".join(applied))
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        """True when a trivial query answers."""
+        if self._db is None:
+            return False
+        try:
+            async with self._db.execute("SELECT 1") as cur:
+                return (await cur.fetchone()) is not None
+        except Exception:
+            return False
+
+    async def applied_migrations(self) -> list[str]:
+        """Names of the applied migrations, in order."""
+        async with self.db.execute("SELECT name FROM _migrations ORDER BY name") as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    # -- conversations -----------------------------------------------------
+
+    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
+        """The conversation for `key`, if any."""
+        async with self.db.execute(
+            "SELECT id, persona, created_at FROM conversations "
+            "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
+            (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
+
+    async def get_or_create_conversation(self, key: ThreadKey) -> Conversation:
+        """The conversation for `key`, created when missing."""
+        found = await self.get_conversation(key)
+        if found is not None:
+            return found
+        await self.db.execute(
+            "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (key.platform, key.workspace_id, key.channel_id, key.thread_id, _now()),
+        )
+        created = await self.get_conversation(key)
+        assert created is not None
+        return created
+
+    async def set_thread_persona(self, key: ThreadKey, persona: str | None) -> None:
+        """Pin a persona for one thread."""
+        conv = await self.get_or_create_conversation(key)
+        await self.db.execute("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
+
+    async def forget(self, key: ThreadKey) -> bool:
+        """Delete a conversation and (by cascade) its turns."""
+        async with self.db.execute(
+            "DELETE FROM conversations "
+            "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
+            (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+        ) as cur:
+            return cur.rowcount > 0
+
+    # -- turns -------------------------------------------------------------
+
+    async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
+        """Write one turn; one statement, so one transaction, with the next seq."""
+        created = _now()
+        a = turn.author
+        async with self.db.execute(
+            f"INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
+            f"author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
+            f"token_estimate, message_ids, error, created_at) VALUES (?, "
+            f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
+            f"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_TURN_COLS}",
+            (
+                conversation_id,
+                conversation_id,
+                turn.role,
+                a.id if a else None,
+                a.name if a else None,
+                int(a.is_bot) if a else 0,
+                dump_parts(turn.parts),
+                turn.status,
+                turn.finish_reason,
+                turn.usage.prompt_tokens,
+                turn.usage.output_tokens,
+                turn.token_estimate,
+                json.dumps(list(turn.message_ids)),
+                turn.error,
+                created,
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return _turn(row)
+
+    async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
+        """First turn + newest turns that fit the budget; reads only what it keeps."""
+        async with self.db.execute(
+            f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
+            (conversation_id,),
+        ) as cur:
+            first_row = await cur.fetchone()
+        if first_row is None:
+            return History((), 0, 0)
+        first = _turn(first_row)
+        used = first.token_estimate
+        recent: list[Turn] = []
+        last_seq: int | None = None
+        offset = 0
+        full = False
+        while not full:
+            async with self.db.execute(
+                f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
+                f"ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (conversation_id, _PAGE, offset),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for row in rows:
+                t = _turn(row)
+                if last_seq is None:
+                    last_seq = t.seq
+                if used + t.token_estimate > token_budget:
+                    full = True
+                    break
+                used += t.token_estimate
+                recent.append(t)
+            if len(rows) < _PAGE:
+                break
+            offset += _PAGE
+        total = last_seq if last_seq is not None else 1
+        kept = (first, *reversed(recent))
+        return History(kept, total - len(kept), used)
+
+    async def count_turns(self, conversation_id: int) -> int:
+        """Number of turns stored for a conversation."""
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM turns WHERE conversation_id=?", (conversation_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- attachments -------------------------------------------------------
+
+    async def put_blob(self, data: bytes, *, mime_type: str) -> str:
+        """Store bytes under DATA_DIR/blobs and record them."""
+        sha = await self.blobs.put(data)
+        await self.db.execute(
+            "INSERT INTO blobs (sha256, mime_type, size, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (sha, mime_type, len(data), _now()),
+        )
+        return sha
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """Stored bytes; KeyError when missing."""
+        return await self.blobs.get(sha256)
+
+    async def get_remote_file(self, sha256: str) -> RemoteFile | None:
+        """The provider file recorded for these bytes."""
+        async with self.db.execute(
+            "SELECT uri, mime_type, expires_at, name FROM remote_files WHERE sha256=?", (sha256,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return RemoteFile(row[0], row[1], datetime.fromisoformat(row[2]), row[3])
+
+    async def put_remote_file(self, sha256: str, remote: RemoteFile) -> None:
+        """Record (or replace) the provider file for these bytes."""
+        await self.db.execute(
+            "INSERT INTO remote_files (sha256, uri, name, mime_type, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET uri=excluded.uri, "
+            "name=excluded.name, mime_type=excluded.mime_type, expires_at=excluded.expires_at",
+            (sha256, remote.uri, remote.name, remote.mime_type, remote.expires_at.isoformat()),
+        )
+
+    # -- channel settings --------------------------------------------------
+
+    async def get_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> str | None:
+        """The channel's default persona."""
+        async with self.db.execute(
+            "SELECT default_persona FROM channel_settings "
+            "WHERE platform=? AND workspace_id=? AND channel_id=?",
+            (platform, workspace_id, channel_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_channel_persona(
+        self, platform: str, workspace_id: str, channel_id: str, persona: str | None
+    ) -> None:
+        """Set or clear the channel's default persona."""
+        await self.db.execute(
+            "INSERT INTO channel_settings (platform, workspace_id, channel_id, default_persona) "
+            "VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET default_persona=excluded.default_persona",
+            (platform, workspace_id, channel_id, persona),
+        )
+
+    # -- events and usage --------------------------------------------------
+
+    async def mark_event(self, platform: str, event_id: str) -> bool:
+        """Record an event id; False when it was already there."""
+        async with self.db.execute(
+            "INSERT INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (platform, event_id, _now()),
+        ) as cur:
+            return cur.rowcount > 0
+
+    async def prune_events(self, *, older_than: datetime) -> int:
+        """Forget event ids seen before `older_than`."""
+        async with self.db.execute(
+            "DELETE FROM processed_events WHERE seen_at < ?", (older_than.isoformat(),)
+        ) as cur:
+            return cur.rowcount
+
+    async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
+        """Add one turn to a user's day."""
+        await self.db.execute(
+            "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens) "
+            "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET turns=turns+1, "
+            "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
+            "output_tokens=output_tokens+excluded.output_tokens",
+            (platform, user_id, day, usage.prompt_tokens, usage.output_tokens),
+        )
+
+    async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
+        """A user's usage on a day."""
+        async with self.db.execute(
+            "SELECT turns, prompt_tokens, output_tokens FROM usage "
+            "WHERE platform=? AND user_id=? AND day=?",
+            (platform, user_id, day),
+        ) as cur:
+            row = await cur.fetchone()
+        return DailyUsage(*row) if row else DailyUsage(0, 0, 0)
