@@ -131,7 +131,7 @@ class GeminiChatModel:
         timeout_seconds: float = 120,
         max_retry_wait: float = 30.0,
         backoff_base: float = 0.5,
-        upload_poll_seconds: float = 1.0,
+        upload_poll_seconds: float = 0.25,
         upload_timeout_seconds: float = 300.0,
         clock: Clock | None = None,
     ) -> None:
@@ -252,14 +252,16 @@ class GeminiChatModel:
             "upload", lambda: files.upload(file=io.BytesIO(data), config=config)
         )
         waited = 0.0
+        poll = self.upload_poll_seconds
         while f.state == types.FileState.PROCESSING:
             if waited >= self.upload_timeout_seconds:
                 raise ModelUnavailable(
                     f"file {f.name} still processing",
                     user_message=f"Gemini is still processing {display_name}; try again soon.",
                 )
-            await self.clock.sleep(self.upload_poll_seconds)
-            waited += self.upload_poll_seconds
+            await self.clock.sleep(poll)
+            waited += poll
+            poll = min(poll * 2, 5.0)
             f = await self._retrying("files.get", partial(files.get, name=f.name or ""))
         if f.state == types.FileState.FAILED or not f.uri:
             raise ModelBadRequest(

@@ -1,0 +1,364 @@
+"""A fake Gemini Developer API on 127.0.0.1 speaking the REST shapes google-genai uses.
+
+streamGenerateContent?alt=sse, generateContent, countTokens, the resumable Files API
+(PROCESSING then ACTIVE, 48 h expiry) and injected faults. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "fake-gemini-key"
+
+
+@dataclass
+class Reply:
+    """A scripted answer: text chunks sent `delay` seconds apart."""
+
+    chunks: list[str]
+    delay: float = 0.0
+    finish_reason: str = "STOP"
+    first_delay: float = 0.0
+
+
+@dataclass
+class Fault:
+    """An injected failure."""
+
+    kind: str  # "http" | "mid_stream" | "block" | "finish_only"
+    status: int = 500
+    status_text: str = "INTERNAL"
+    message: str = "Internal error"
+    retry_delay: float | None = None
+    after_chunks: list[str] = field(default_factory=list)
+    block_reason: str = "SAFETY"
+
+    @classmethod
+    def rate_limited(cls, retry_delay: float | None = 1.0) -> Fault:
+        return cls("http", 429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", retry_delay)
+
+    @classmethod
+    def unavailable(cls) -> Fault:
+        return cls("http", 503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+
+    @classmethod
+    def too_large(cls) -> Fault:
+        return cls(
+            "http", 400, "INVALID_ARGUMENT",
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+        )
+
+    @classmethod
+    def mid_stream(cls, *chunks: str) -> Fault:
+        return cls("mid_stream", 500, "INTERNAL", "An internal error has occurred.",
+                   after_chunks=list(chunks))
+
+    @classmethod
+    def safety_block(cls) -> Fault:
+        return cls("block", block_reason="SAFETY")
+
+
+@dataclass
+class Recorded:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    raw_size: int = 0
+
+    # Request bodies mix camelCase and snake_case; these helpers read either.
+    def contents(self) -> list[dict[str, Any]]:
+        return list(self.body.get("contents", [])) if isinstance(self.body, dict) else []
+
+    def system_instruction(self) -> str:
+        si = self.body.get("systemInstruction") or self.body.get("system_instruction") or {}
+        return "".join(p.get("text", "") for p in si.get("parts", []))
+
+    def texts(self) -> list[str]:
+        return [p["text"] for c in self.contents() for p in c.get("parts", []) if "text" in p]
+
+    def file_uris(self) -> list[str]:
+        out = []
+        for c in self.contents():
+            for p in c.get("parts", []):
+                fd = p.get("fileData") or p.get("file_data")
+                if fd:
+                    out.append(fd.get("fileUri") or fd.get("file_uri"))
+        return out
+
+    def inline_mimes(self) -> list[str]:
+        out = []
+        for c in self.contents():
+            for p in c.get("parts", []):
+                d = p.get("inlineData") or p.get("inline_data")
+                if d:
+                    out.append(d.get("mimeType") or d.get("mime_type"))
+        return out
+
+    def generation_config(self) -> dict[str, Any]:
+        return dict(self.body.get("generationConfig") or self.body.get("generation_config") or {})
+
+
+def _words(text: str, size: int = 12) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class FakeGemini:
+    """The fake server. `script` answers in order; with nothing scripted it echoes."""
+
+    def __init__(self, *, api_key: str = API_KEY) -> None:
+        self.api_key = api_key
+        self.requests: list[Recorded] = []
+        self.script: deque[Reply | Fault] = deque()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.file_bytes: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.processing_polls = 1
+        self.file_lifetime = timedelta(hours=48)
+        self.echo_delay = 0.0
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, port: int = 0) -> str:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_post(r"/{ver}/models/{model}:streamGenerateContent", self._stream)
+        app.router.add_post(r"/{ver}/models/{model}:generateContent", self._generate)
+        app.router.add_post(r"/{ver}/models/{model}:countTokens", self._count)
+        app.router.add_post("/upload/{ver}/files", self._upload)
+        app.router.add_get("/{ver}/files/{id}", self._get_file)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return self.base_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- helpers for tests -------------------------------------------------
+
+    def enqueue(self, *items: Reply | Fault) -> None:
+        self.script.extend(items)
+
+    def generate_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if "GenerateContent" in r.path]
+
+    def upload_starts(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/files") and r.query.get("upload_id") is None and r.method == "POST"]
+
+    # -- handlers ----------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> Recorded:
+        raw = await request.read()
+        body: Any
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        rec = Recorded(
+            request.method, request.path, dict(request.query), dict(request.headers), body, len(raw)
+        )
+        self.requests.append(rec)
+        return rec
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if key == self.api_key:
+            return None
+        return self._error(
+            400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+            details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+        )
+
+    @staticmethod
+    def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> web.Response:
+        body = {"error": {"code": code, "message": message, "status": status}}
+        if details:
+            body["error"]["details"] = details
+        return web.json_response(body, status=code)
+
+    def _fault_response(self, fault: Fault) -> web.Response:
+        details = None
+        if fault.retry_delay is not None:
+            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{fault.retry_delay}s"}]
+        return self._error(fault.status, fault.status_text, fault.message, details)
+
+    def _check_files(self, rec: Recorded) -> web.Response | None:
+        for uri in rec.file_uris():
+            fid = uri.rsplit("/", 1)[-1]
+            f = self.files.get(fid)
+            expired = f is not None and datetime.fromisoformat(f["expirationTime"]) < datetime.now(UTC)
+            if f is None or expired or f["state"] != "ACTIVE":
+                return self._error(
+                    403, "PERMISSION_DENIED",
+                    f"You do not have permission to access the File {fid} or it may not exist.",
+                )
+        return None
+
+    def _usage(self, rec: Recorded, output: str) -> dict[str, int]:
+        prompt = sum(len(t) for t in rec.texts()) // 4 + 258 * (len(rec.file_uris()) + len(rec.inline_mimes()))
+        out = max(1, len(output) // 4)
+        return {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out}
+
+    def _next(self, rec: Recorded) -> Reply | Fault:
+        if self.script:
+            return self.script.popleft()
+        texts = rec.texts()
+        last = texts[-1] if texts else ""
+        return Reply(_words(f"echo: {last}"), delay=self.echo_delay)
+
+    @staticmethod
+    def _chunk(text: str | None, *, model: str, finish: str | None = None,
+               usage: dict[str, int] | None = None) -> dict[str, Any]:
+        cand: dict[str, Any] = {"index": 0}
+        if text is not None:
+            cand["content"] = {"role": "model", "parts": [{"text": text}]}
+        if finish:
+            cand["finishReason"] = finish
+        chunk: dict[str, Any] = {"candidates": [cand], "modelVersion": model}
+        if usage:
+            chunk["usageMetadata"] = usage
+        return chunk
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        rec = await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        if (err := self._check_files(rec)) is not None:
+            return err
+        model = request.match_info["model"]
+        item = self._next(rec)
+        if isinstance(item, Fault) and item.kind == "http":
+            return self._fault_response(item)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(obj: dict[str, Any]) -> None:
+            await resp.write(f"data: {json.dumps(obj)}\r\n\r\n".encode())
+
+        if isinstance(item, Fault) and item.kind == "block":
+            await send({"promptFeedback": {"blockReason": item.block_reason},
+                        "usageMetadata": self._usage(rec, "")})
+        elif isinstance(item, Fault):  # mid_stream
+            for c in item.after_chunks:
+                await send(self._chunk(c, model=model))
+            await send({"error": {"code": item.status, "message": item.message, "status": item.status_text}})
+        else:
+            if item.first_delay:
+                await asyncio.sleep(item.first_delay)
+            full = "".join(item.chunks)
+            for i, c in enumerate(item.chunks):
+                if i and item.delay:
+                    await asyncio.sleep(item.delay)
+                last = i == len(item.chunks) - 1
+                await send(self._chunk(c, model=model, finish=item.finish_reason if last else None,
+                                       usage=self._usage(rec, full) if last else None))
+        await resp.write_eof()
+        return resp
+
+    async def _generate(self, request: web.Request) -> web.Response:
+        rec = await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        item = self._next(rec)
+        if isinstance(item, Fault):
+            return self._fault_response(item)
+        full = "".join(item.chunks)
+        return web.json_response(self._chunk(full, model=request.match_info["model"],
+                                             finish=item.finish_reason, usage=self._usage(rec, full)))
+
+    async def _count(self, request: web.Request) -> web.Response:
+        rec = await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        return web.json_response({"totalTokens": self._usage(rec, "")["promptTokenCount"]})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload_id = request.query.get("upload_id")
+        if upload_id is None:
+            rec = await self._record(request)
+            if (err := self._auth_error(request)) is not None:
+                return err
+            if request.headers.get("X-Goog-Upload-Protocol") != "resumable":
+                return self._error(400, "INVALID_ARGUMENT", "only resumable uploads are supported")
+            meta = (rec.body or {}).get("file", {})
+            upload_id = secrets.token_hex(8)
+            self.uploads[upload_id] = {
+                "size": int(request.headers.get("X-Goog-Upload-Header-Content-Length", "0")),
+                "mime": request.headers.get("X-Goog-Upload-Header-Content-Type")
+                or meta.get("mimeType") or meta.get("mime_type"),
+                "display": meta.get("displayName") or meta.get("display_name") or "",
+                "data": bytearray(),
+            }
+            url = f"{self.base_url}/upload/{request.match_info['ver']}/files?upload_id={upload_id}&upload_protocol=resumable"
+            return web.Response(headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+        state = self.uploads.get(upload_id)
+        data = await request.read()
+        self.requests.append(Recorded(request.method, request.path, dict(request.query),
+                                      dict(request.headers), None, len(data)))
+        if state is None:
+            return self._error(404, "NOT_FOUND", "unknown upload")
+        offset = int(request.headers.get("X-Goog-Upload-Offset", "0"))
+        if offset != len(state["data"]):
+            return self._error(400, "INVALID_ARGUMENT", f"bad offset {offset}")
+        state["data"].extend(data)
+        command = request.headers.get("X-Goog-Upload-Command", "")
+        if "finalize" not in command:
+            return web.Response(headers={"X-Goog-Upload-Status": "active"})
+        fid = secrets.token_hex(6)
+        blob = bytes(state["data"])
+        now = datetime.now(UTC)
+        ver = request.match_info["ver"]
+        self.files[fid] = {
+            "name": f"files/{fid}",
+            "displayName": state["display"],
+            "mimeType": state["mime"],
+            "sizeBytes": str(len(blob)),
+            "createTime": now.isoformat().replace("+00:00", "Z"),
+            "expirationTime": (now + self.file_lifetime).isoformat(),
+            "sha256Hash": base64.b64encode(hashlib.sha256(blob).digest()).decode(),
+            "uri": f"{self.base_url}/{ver}/files/{fid}",
+            "state": "PROCESSING" if self.processing_polls > 0 else "ACTIVE",
+            "_polls": self.processing_polls,
+        }
+        self.file_bytes[fid] = blob
+        del self.uploads[upload_id]
+        return web.json_response({"file": self._public(self.files[fid])},
+                                 headers={"X-Goog-Upload-Status": "final"})
+
+    @staticmethod
+    def _public(f: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in f.items() if not k.startswith("_")}
+
+    async def _get_file(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        f = self.files.get(request.match_info["id"])
+        if f is None:
+            return self._error(404, "NOT_FOUND", "File not found")
+        if f["state"] == "PROCESSING":
+            f["_polls"] -= 1
+            if f["_polls"] <= 0:
+                f["state"] = "ACTIVE"
+        return web.json_response(self._public(f))
+
