@@ -53,7 +53,8 @@ class TokenBucket:
         now = self.clock.now()
         self._refill(now)
         wait = max(0.0, self.blocked_until - now)
-        if self.tokens < 1:
+        # The epsilon stops float rounding (0.999999...) from asking for a zero-length sleep.
+        if self.tokens < 1 - 1e-9:
             wait = max(wait, (1 - self.tokens) / self.budget.rate)
         if self.parent is not None:
             wait = max(wait, self.parent.delay())
@@ -129,6 +130,8 @@ class ReplyStream:
 
     async def wait(self, limit: float | None = None) -> bool:
         """Wait until everything is delivered; False when `limit` seconds pass first."""
+        if self._done.is_set():
+            return True
         try:
             await asyncio.wait_for(self._done.wait(), limit)
         except TimeoutError:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.gemini import GeminiChatModel
+from storage.memory import MemoryStore
+from storage.sqlite import SqliteStore
+from tests.fakes.gemini import API_KEY, FakeGemini
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def fake_gemini() -> AsyncIterator[FakeGemini]:
+    fake = FakeGemini()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def gemini(fake_gemini: FakeGemini) -> AsyncIterator[GeminiChatModel]:
+    model = GeminiChatModel(
+        api_key=API_KEY,
+        default_model="gemini-test",
+        base_url=fake_gemini.base_url,
+        backoff_base=0.01,
+        upload_poll_seconds=0.01,
+    )
+    try:
+        yield model
+    finally:
+        await model.aclose()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore | MemoryStore]:
+    s: SqliteStore | MemoryStore
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path / "db.sqlite", blob_dir=tmp_path / "blobs", max_blob_bytes=1024 * 1024)
+    else:
+        s = MemoryStore(max_blob_bytes=1024 * 1024)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
