@@ -39,10 +39,14 @@ async def gemini(fake_gemini: FakeGemini) -> AsyncIterator[GeminiChatModel]:
 
 
 @pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore | MemoryStore]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteStore | MemoryStore]:
     s: SqliteStore | MemoryStore
     if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "db.sqlite", blob_dir=tmp_path / "blobs", max_blob_bytes=1024 * 1024)
+        s = SqliteStore(
+            tmp_path / "db.sqlite", blob_dir=tmp_path / "blobs", max_blob_bytes=1024 * 1024
+        )
     else:
         s = MemoryStore(max_blob_bytes=1024 * 1024)
     await s.open()

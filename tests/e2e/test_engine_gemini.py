@@ -65,7 +65,11 @@ async def test_second_turn_carries_the_first_and_the_persona(engine, fake_gemini
     req = fake_gemini.generate_requests()[-1]
     roles = [c["role"] for c in req.contents()]
     assert roles == ["user", "model", "user"]
-    assert req.texts() == ["[Ada] Capital of France?", "Paris is the capital.", "[Ada] And of Italy?"]
+    assert req.texts() == [
+        "[Ada] Capital of France?",
+        "Paris is the capital.",
+        "[Ada] And of Italy?",
+    ]
     assert "senior software engineer" in req.system_instruction()
     assert req.generation_config()["temperature"] == 0.2
 
@@ -99,7 +103,9 @@ async def test_unknown_persona_gets_a_clear_message(engine, fake_gemini) -> None
 async def test_small_file_inline_large_file_uploaded_once(engine, fake_gemini) -> None:
     small = b"\x89PNG\r\n\x1a\n" + b"1" * 100
     await engine.handle(
-        msg("what are these?", attachments=(attachment("a.png", small), attachment("doc.pdf", PDF))),
+        msg(
+            "what are these?", attachments=(attachment("a.png", small), attachment("doc.pdf", PDF))
+        ),
         target(),
     )
     first = fake_gemini.generate_requests()[-1]
@@ -118,7 +124,9 @@ async def test_expired_file_is_reuploaded_from_stored_bytes(engine, fake_gemini)
     uri1 = fake_gemini.generate_requests()[-1].file_uris()[0]
     # 48 h later: the provider forgot the file; our record says it has expired.
     fid = uri1.rsplit("/", 1)[-1]
-    fake_gemini.files[fid]["expirationTime"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    fake_gemini.files[fid]["expirationTime"] = (
+        datetime.now(UTC) - timedelta(minutes=1)
+    ).isoformat()
     sha = next(iter(await _file_shas(engine)))
     old = await engine.store.get_remote_file(sha)
     await engine.store.put_remote_file(
@@ -141,7 +149,9 @@ async def _file_shas(engine):
     return out
 
 
-async def test_unsupported_and_oversized_files_get_notes_and_text_is_answered(engine, fake_gemini) -> None:
+async def test_unsupported_and_oversized_files_get_notes_and_text_is_answered(
+    engine, fake_gemini
+) -> None:
     t = target()
     zip_ = b"PK\x03\x04" + b"0" * 100
     big = attachment("huge.pdf", b"%PDF" + b"0" * 200_000)
@@ -164,7 +174,9 @@ async def test_failed_download_is_a_note(engine, fake_gemini) -> None:
     assert "Skipped x.png: it could not be downloaded." in t.visible()[0]
 
 
-async def test_history_budget_keeps_first_turn_and_says_what_was_dropped(engine, fake_gemini) -> None:
+async def test_history_budget_keeps_first_turn_and_says_what_was_dropped(
+    engine, fake_gemini
+) -> None:
     engine.history_token_budget = 1000
     for i in range(30):
         await engine.handle(msg(f"message number {i} " + "x" * 200), target())
@@ -260,12 +272,16 @@ async def test_bad_key(store, fake_gemini) -> None:
 
     model = GeminiChatModel(api_key="wrong", default_model="m", base_url=fake_gemini.base_url)
     engine = ConversationEngine(
-        store=store, model=model, personas=load_personas(ROOT / "personas.toml", default="assistant")
+        store=store,
+        model=model,
+        personas=load_personas(ROOT / "personas.toml", default="assistant"),
     )
     t = target()
     await engine.handle(msg("q"), t)
     await model.aclose()
-    assert t.calls[-1].text == "The bot's Gemini API key was refused. Please tell the bot's operator."
+    assert (
+        t.calls[-1].text == "The bot's Gemini API key was refused. Please tell the bot's operator."
+    )
 
 
 async def test_usage_and_tokens_are_recorded(engine, fake_gemini) -> None:

@@ -54,14 +54,22 @@ class Fault:
     @classmethod
     def too_large(cls) -> Fault:
         return cls(
-            "http", 400, "INVALID_ARGUMENT",
-            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+            "http",
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (1200000) exceeds the maximum number of tokens "
+            "allowed (1048576).",
         )
 
     @classmethod
     def mid_stream(cls, *chunks: str) -> Fault:
-        return cls("mid_stream", 500, "INTERNAL", "An internal error has occurred.",
-                   after_chunks=list(chunks))
+        return cls(
+            "mid_stream",
+            500,
+            "INTERNAL",
+            "An internal error has occurred.",
+            after_chunks=list(chunks),
+        )
 
     @classmethod
     def safety_block(cls) -> Fault:
@@ -162,7 +170,11 @@ class FakeGemini:
         return [r for r in self.requests if "GenerateContent" in r.path]
 
     def upload_starts(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith("/files") and r.query.get("upload_id") is None and r.method == "POST"]
+        return [
+            r
+            for r in self.requests
+            if r.path.endswith("/files") and r.query.get("upload_id") is None and r.method == "POST"
+        ]
 
     # -- handlers ----------------------------------------------------------
 
@@ -184,12 +196,18 @@ class FakeGemini:
         if key == self.api_key:
             return None
         return self._error(
-            400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-            details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+            details=[
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+            ],
         )
 
     @staticmethod
-    def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> web.Response:
+    def _error(
+        code: int, status: str, message: str, details: list[Any] | None = None
+    ) -> web.Response:
         body = {"error": {"code": code, "message": message, "status": status}}
         if details:
             body["error"]["details"] = details
@@ -198,26 +216,39 @@ class FakeGemini:
     def _fault_response(self, fault: Fault) -> web.Response:
         details = None
         if fault.retry_delay is not None:
-            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                        "retryDelay": f"{fault.retry_delay}s"}]
+            details = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{fault.retry_delay}s",
+                }
+            ]
         return self._error(fault.status, fault.status_text, fault.message, details)
 
     def _check_files(self, rec: Recorded) -> web.Response | None:
         for uri in rec.file_uris():
             fid = uri.rsplit("/", 1)[-1]
             f = self.files.get(fid)
-            expired = f is not None and datetime.fromisoformat(f["expirationTime"]) < datetime.now(UTC)
+            expired = f is not None and datetime.fromisoformat(f["expirationTime"]) < datetime.now(
+                UTC
+            )
             if f is None or expired or f["state"] != "ACTIVE":
                 return self._error(
-                    403, "PERMISSION_DENIED",
+                    403,
+                    "PERMISSION_DENIED",
                     f"You do not have permission to access the File {fid} or it may not exist.",
                 )
         return None
 
     def _usage(self, rec: Recorded, output: str) -> dict[str, int]:
-        prompt = sum(len(t) for t in rec.texts()) // 4 + 258 * (len(rec.file_uris()) + len(rec.inline_mimes()))
+        prompt = sum(len(t) for t in rec.texts()) // 4 + 258 * (
+            len(rec.file_uris()) + len(rec.inline_mimes())
+        )
         out = max(1, len(output) // 4)
-        return {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out}
+        return {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": out,
+            "totalTokenCount": prompt + out,
+        }
 
     def _next(self, rec: Recorded) -> Reply | Fault:
         if self.script:
@@ -227,8 +258,13 @@ class FakeGemini:
         return Reply(_words(f"echo: {last}"), delay=self.echo_delay)
 
     @staticmethod
-    def _chunk(text: str | None, *, model: str, finish: str | None = None,
-               usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def _chunk(
+        text: str | None,
+        *,
+        model: str,
+        finish: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
         cand: dict[str, Any] = {"index": 0}
         if text is not None:
             cand["content"] = {"role": "model", "parts": [{"text": text}]}
@@ -256,12 +292,24 @@ class FakeGemini:
             await resp.write(f"data: {json.dumps(obj)}\r\n\r\n".encode())
 
         if isinstance(item, Fault) and item.kind == "block":
-            await send({"promptFeedback": {"blockReason": item.block_reason},
-                        "usageMetadata": self._usage(rec, "")})
+            await send(
+                {
+                    "promptFeedback": {"blockReason": item.block_reason},
+                    "usageMetadata": self._usage(rec, ""),
+                }
+            )
         elif isinstance(item, Fault):  # mid_stream
             for c in item.after_chunks:
                 await send(self._chunk(c, model=model))
-            await send({"error": {"code": item.status, "message": item.message, "status": item.status_text}})
+            await send(
+                {
+                    "error": {
+                        "code": item.status,
+                        "message": item.message,
+                        "status": item.status_text,
+                    }
+                }
+            )
         else:
             if item.first_delay:
                 await asyncio.sleep(item.first_delay)
@@ -270,8 +318,14 @@ class FakeGemini:
                 if i and item.delay:
                     await asyncio.sleep(item.delay)
                 last = i == len(item.chunks) - 1
-                await send(self._chunk(c, model=model, finish=item.finish_reason if last else None,
-                                       usage=self._usage(rec, full) if last else None))
+                await send(
+                    self._chunk(
+                        c,
+                        model=model,
+                        finish=item.finish_reason if last else None,
+                        usage=self._usage(rec, full) if last else None,
+                    )
+                )
         await resp.write_eof()
         return resp
 
@@ -283,8 +337,14 @@ class FakeGemini:
         if isinstance(item, Fault):
             return self._fault_response(item)
         full = "".join(item.chunks)
-        return web.json_response(self._chunk(full, model=request.match_info["model"],
-                                             finish=item.finish_reason, usage=self._usage(rec, full)))
+        return web.json_response(
+            self._chunk(
+                full,
+                model=request.match_info["model"],
+                finish=item.finish_reason,
+                usage=self._usage(rec, full),
+            )
+        )
 
     async def _count(self, request: web.Request) -> web.Response:
         rec = await self._record(request)
@@ -305,16 +365,31 @@ class FakeGemini:
             self.uploads[upload_id] = {
                 "size": int(request.headers.get("X-Goog-Upload-Header-Content-Length", "0")),
                 "mime": request.headers.get("X-Goog-Upload-Header-Content-Type")
-                or meta.get("mimeType") or meta.get("mime_type"),
+                or meta.get("mimeType")
+                or meta.get("mime_type"),
                 "display": meta.get("displayName") or meta.get("display_name") or "",
                 "data": bytearray(),
             }
-            url = f"{self.base_url}/upload/{request.match_info['ver']}/files?upload_id={upload_id}&upload_protocol=resumable"
-            return web.Response(headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+            ver = request.match_info["ver"]
+            url = (
+                f"{self.base_url}/upload/{ver}/files"
+                f"?upload_id={upload_id}&upload_protocol=resumable"
+            )
+            return web.Response(
+                headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
+            )
         state = self.uploads.get(upload_id)
         data = await request.read()
-        self.requests.append(Recorded(request.method, request.path, dict(request.query),
-                                      dict(request.headers), None, len(data)))
+        self.requests.append(
+            Recorded(
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                None,
+                len(data),
+            )
+        )
         if state is None:
             return self._error(404, "NOT_FOUND", "unknown upload")
         offset = int(request.headers.get("X-Goog-Upload-Offset", "0"))
@@ -342,8 +417,9 @@ class FakeGemini:
         }
         self.file_bytes[fid] = blob
         del self.uploads[upload_id]
-        return web.json_response({"file": self._public(self.files[fid])},
-                                 headers={"X-Goog-Upload-Status": "final"})
+        return web.json_response(
+            {"file": self._public(self.files[fid])}, headers={"X-Goog-Upload-Status": "final"}
+        )
 
     @staticmethod
     def _public(f: dict[str, Any]) -> dict[str, Any]:
@@ -361,4 +437,3 @@ class FakeGemini:
             if f["_polls"] <= 0:
                 f["state"] = "ACTIVE"
         return web.json_response(self._public(f))
-

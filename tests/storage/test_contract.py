@@ -55,7 +55,11 @@ async def test_turns_round_trip_with_all_fields(store) -> None:
     assert got1.author == ADA and got1.status == "complete"
     assert got2.author is None
     assert (got2.status, got2.finish_reason, got2.usage, got2.message_ids, got2.error) == (
-        "partial", "MAX_TOKENS", Usage(300, 3), ("1.1", "1.2"), "cut",
+        "partial",
+        "MAX_TOKENS",
+        Usage(300, 3),
+        ("1.1", "1.2"),
+        "cut",
     )
     assert got2.text == "a cat"
     assert await store.count_turns(conv.id) == 2

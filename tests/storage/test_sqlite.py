@@ -26,8 +26,16 @@ async def test_blank_database_is_migrated_and_recorded(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(tmp_path / "db.sqlite") as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"conversations", "turns", "blobs", "remote_files", "channel_settings",
-            "processed_events", "usage", "_migrations"} <= tables
+    assert {
+        "conversations",
+        "turns",
+        "blobs",
+        "remote_files",
+        "channel_settings",
+        "processed_events",
+        "usage",
+        "_migrations",
+    } <= tables
 
 
 async def test_migrate_is_idempotent(tmp_path: Path) -> None:
@@ -97,7 +105,8 @@ async def test_history_reads_are_bounded_by_budget_not_thread_length(tmp_path: P
     conv = await store.get_or_create_conversation(KEY)
     await store.db.executemany(
         "INSERT INTO turns (conversation_id, seq, role, parts, status, token_estimate, created_at) "
-        "VALUES (?, ?, 'user', '[{\"t\":\"text\",\"text\":\"x\"}]', 'complete', 10, '2026-01-01T00:00:00+00:00')",
+        'VALUES (?, ?, \'user\', \'[{"t":"text","text":"x"}]\', \'complete\', 10, '
+        "'2026-01-01T00:00:00+00:00')",
         [(conv.id, i) for i in range(1, 5001)],
     )
     rows_read = 0

@@ -17,14 +17,18 @@ def test_shipped_personas_load_and_are_useful() -> None:
     assert reg.get("coder").generation.temperature == 0.2
 
 
-def test_package_copy_is_used_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_package_copy_is_used_without_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     reg = load_personas(None, default="assistant")
     assert reg.source == "built-in personas.toml"
     assert "summarizer" in reg.names
 
 
-def test_working_directory_file_wins_over_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_working_directory_file_wins_over_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "personas.toml").write_text(
         '[personas.pirate]\ndescription = "Arr"\nsystem_instruction = "Talk like a pirate."\n'
@@ -38,11 +42,18 @@ def test_working_directory_file_wins_over_package(tmp_path: Path, monkeypatch: p
     [
         ('[personas.x]\ndescription = "d"\n', "persona 'x': system_instruction: Field required"),
         (
-            '[personas.x]\ndescription = "d"\nsystem_instruction = "s"\n[personas.x.generation]\ntemperature = 5\n',
+            '[personas.x]\ndescription = "d"\nsystem_instruction = "s"\n'
+            "[personas.x.generation]\ntemperature = 5\n",
             "persona 'x': generation.temperature: Input should be less than or equal to 2",
         ),
-        ('[personas.x]\ndescription = "d"\nsystem_instruction = "s"\ncolour = "red"\n', "persona 'x': colour"),
-        ('[personas."Bad Name"]\ndescription = "d"\nsystem_instruction = "s"\n', "persona 'Bad Name': name"),
+        (
+            '[personas.x]\ndescription = "d"\nsystem_instruction = "s"\ncolour = "red"\n',
+            "persona 'x': colour",
+        ),
+        (
+            '[personas."Bad Name"]\ndescription = "d"\nsystem_instruction = "s"\n',
+            "persona 'Bad Name': name",
+        ),
         ("[personas.x\n", "not valid TOML"),
         ('[persona.x]\ndescription = "d"\n', "unknown top-level key(s) persona"),
     ],

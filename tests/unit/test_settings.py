@@ -27,7 +27,9 @@ def test_defaults() -> None:
     assert s.platforms_enabled() == []
 
 
-def test_dotenv_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dotenv_is_read_and_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / ".env").write_text("GEMINI_MODEL=from-dotenv\nHTTP_PORT=9000\n")
     monkeypatch.setenv("HTTP_PORT", "9100")
     s = load_settings()
@@ -64,14 +66,22 @@ def test_platforms_enabled_by_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_id_lists() -> None:
-    assert id_set(" slack:U1, discord:2;discord:role:3 ,") == {"slack:U1", "discord:2", "discord:role:3"}
+    assert id_set(" slack:U1, discord:2;discord:role:3 ,") == {
+        "slack:U1",
+        "discord:2",
+        "discord:role:3",
+    }
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], env={**base, **env}, cwd=cwd,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "bot", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

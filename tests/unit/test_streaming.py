@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bot.ports import Budget
@@ -72,7 +74,7 @@ async def test_budget_is_shared_fairly_between_replies(clock, scheduler) -> None
     # Round robin: consecutive calls go to different replies.
     order = sorted(((c.at, i) for i, t in enumerate(targets) for c in t.calls))
     owners = [i for _, i in order]
-    assert all(a != b for a, b in zip(owners, owners[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(owners))
 
 
 async def test_visible_lag_is_bounded_by_one_round(clock, scheduler) -> None:
@@ -81,7 +83,7 @@ async def test_visible_lag_is_bounded_by_one_round(clock, scheduler) -> None:
     targets = [RecordingTarget(clock, budget=budget) for _ in range(n)]
     replies = [scheduler.open(t) for t in targets]
     produced: list[list[tuple[float, int]]] = [[] for _ in range(n)]
-    for step in range(100):
+    for _step in range(100):
         for i, r in enumerate(replies):
             r.append("x")
             produced[i].append((clock.now(), len(r.text)))
@@ -130,7 +132,10 @@ async def test_429_in_one_bucket_does_not_block_another(clock, scheduler) -> Non
 
 async def test_parent_budget_limits_all_children(clock, scheduler) -> None:
     global_ = Budget("global", rate=1.0, burst=1)
-    targets = [RecordingTarget(clock, budget=Budget(f"ch{i}", rate=100.0, burst=5, parent=global_)) for i in range(3)]
+    targets = [
+        RecordingTarget(clock, budget=Budget(f"ch{i}", rate=100.0, burst=5, parent=global_))
+        for i in range(3)
+    ]
     replies = [scheduler.open(t) for t in targets]
     for r in replies:
         r.append("x")
