@@ -49,6 +49,7 @@ THREAD_NOTE = (
 )
 # Re-upload a provider file this long before it expires, so a turn never uses a dying URI.
 EXPIRY_MARGIN = timedelta(hours=1)
+CONTENT_CACHE_SIZE = 100_000
 INTERRUPTED = "The bot restarted before this reply was finished; ask again to continue."
 
 
@@ -114,6 +115,7 @@ class ConversationEngine:
         self.max_attachment_bytes = max_attachment_bytes
         self.delivery_timeout = delivery_timeout
         self._locks = _ThreadLocks()
+        self._contents: dict[int, ModelContent | None] = {}
         self._tasks: set[asyncio.Task[TurnResult]] = set()
         self.accepting = True
         self.counters: Counter[str] = Counter()
@@ -345,6 +347,18 @@ class ConversationEngine:
 
     async def _content(self, turn: Turn) -> ModelContent | None:
         """A stored turn as model input; None for turns with nothing to say."""
+        # Text-only turns never change once stored: build them once. Turns with files are
+        # rebuilt each time because their URIs expire.
+        if turn.id in self._contents:
+            return self._contents[turn.id]
+        content = await self._build_content(turn)
+        if all(isinstance(p, TextPart) for p in turn.parts):
+            if len(self._contents) >= CONTENT_CACHE_SIZE:
+                self._contents.pop(next(iter(self._contents)))
+            self._contents[turn.id] = content
+        return content
+
+    async def _build_content(self, turn: Turn) -> ModelContent | None:
         out: list[ModelPart] = []
         if turn.role == "user":
             name = turn.author.name if turn.author else "user"

@@ -23,8 +23,9 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
             created_at TEXT NOT NULL,
             UNIQUE (platform, workspace_id, channel_id, thread_id)
         )""",
+        # AUTOINCREMENT: turn ids are never reused after a delete, so caches may key on them.
         """CREATE TABLE turns (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
             role TEXT NOT NULL CHECK (role IN ('user', 'model')),

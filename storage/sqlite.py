@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
@@ -32,7 +34,80 @@ _TURN_COLS = (
     "prompt_tokens, output_tokens, token_estimate, message_ids, error, created_at"
 )
 # History is read newest first in pages, so a 5,000-turn thread costs what a short one does.
-_PAGE = 32
+_PAGE = 64
+CACHED_CONVERSATIONS = 4096
+CACHED_TAILS = 512
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A small least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._d
+
+    def get(self, key: K) -> V | None:
+        """The value, marking it recently used."""
+        if key not in self._d:
+            return None
+        self._d.move_to_end(key)
+        return self._d[key]
+
+    def put(self, key: K, value: V) -> None:
+        """Store, evicting the least recently used entry when full."""
+        self._d[key] = value
+        self._d.move_to_end(key)
+        if len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        """Forget a key."""
+        self._d.pop(key, None)
+
+
+class _Tail:
+    """A conversation's first turn and its newest turns, decoded once and kept current."""
+
+    __slots__ = ("complete", "first", "recent")
+
+    def __init__(self, first: Turn | None, recent: list[Turn], *, complete: bool) -> None:
+        self.first = first
+        self.recent = recent  # contiguous, oldest first, ending at the newest turn
+        self.complete = complete  # True when `recent` reaches back to seq 2
+
+    def add(self, turn: Turn) -> None:
+        if self.first is None:
+            self.first = turn
+        else:
+            self.recent.append(turn)
+
+    def history(self, budget: int) -> History | None:
+        """The history for `budget`, or None when older turns must be read first."""
+        if self.first is None:
+            return History((), 0, 0)
+        used = self.first.token_estimate
+        kept = 0
+        for t in reversed(self.recent):
+            if used + t.token_estimate > budget:
+                break
+            used += t.token_estimate
+            kept += 1
+        else:
+            if not self.complete:
+                return None
+        if kept < len(self.recent) - 1:
+            # Keep one turn past the budget's edge, drop the rest from memory.
+            del self.recent[: len(self.recent) - kept - 1]
+            self.complete = False
+        last_seq = self.recent[-1].seq if self.recent else self.first.seq
+        turns = (self.first, *self.recent[len(self.recent) - kept :])
+        return History(turns, last_seq - len(turns), used)
 
 
 def _now() -> str:
@@ -81,6 +156,11 @@ class SqliteStore:
         self.path = path
         self.blobs = BlobDir(blob_dir, max_bytes=max_blob_bytes)
         self._db: aiosqlite.Connection | None = None
+        # This process is the database's only writer, so these caches stay coherent: every
+        # write goes through the methods below, which update them.
+        self._convs: LRU[ThreadKey, Conversation] = LRU(CACHED_CONVERSATIONS)
+        self._channels: LRU[tuple[str, str, str], str | None] = LRU(CACHED_CONVERSATIONS)
+        self._tails: LRU[int, _Tail] = LRU(CACHED_TAILS)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -134,6 +214,9 @@ class SqliteStore:
 
     async def get_conversation(self, key: ThreadKey) -> Conversation | None:
         """The conversation for `key`, if any."""
+        cached = self._convs.get(key)
+        if cached is not None:
+            return cached
         async with self.db.execute(
             "SELECT id, persona, created_at FROM conversations "
             "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
@@ -142,7 +225,9 @@ class SqliteStore:
             row = await cur.fetchone()
         if row is None:
             return None
-        return Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
+        conv = Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
+        self._convs.put(key, conv)
+        return conv
 
     async def get_or_create_conversation(self, key: ThreadKey) -> Conversation:
         """The conversation for `key`, created when missing."""
@@ -162,9 +247,14 @@ class SqliteStore:
         """Pin a persona for one thread."""
         conv = await self.get_or_create_conversation(key)
         await self.db.execute("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
+        self._convs.put(key, replace(conv, persona=persona))
 
     async def forget(self, key: ThreadKey) -> bool:
         """Delete a conversation and (by cascade) its turns."""
+        conv = await self.get_conversation(key)
+        self._convs.pop(key)
+        if conv is not None:
+            self._tails.pop(conv.id)
         async with self.db.execute(
             "DELETE FROM conversations "
             "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
@@ -176,14 +266,14 @@ class SqliteStore:
 
     async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
         """Write one turn; one statement, so one transaction, with the next seq."""
-        created = _now()
+        created = datetime.now(UTC)
         a = turn.author
         async with self.db.execute(
-            f"INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
-            f"author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
-            f"token_estimate, message_ids, error, created_at) VALUES (?, "
-            f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
-            f"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_TURN_COLS}",
+            "INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
+            "author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
+            "token_estimate, message_ids, error, created_at) VALUES (?, "
+            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
+            "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, seq",
             (
                 conversation_id,
                 conversation_id,
@@ -199,29 +289,57 @@ class SqliteStore:
                 turn.token_estimate,
                 json.dumps(list(turn.message_ids)),
                 turn.error,
-                created,
+                created.isoformat(),
             ),
         ) as cur:
             row = await cur.fetchone()
         assert row is not None
-        return _turn(row)
+        stored = Turn(
+            id=int(row[0]),
+            seq=int(row[1]),
+            role=turn.role,
+            parts=turn.parts,
+            author=turn.author,
+            status=turn.status,
+            finish_reason=turn.finish_reason,
+            usage=turn.usage,
+            token_estimate=turn.token_estimate,
+            message_ids=turn.message_ids,
+            error=turn.error,
+            created_at=created,
+        )
+        tail = self._tails.get(conversation_id)
+        if tail is not None:
+            tail.add(stored)
+        return stored
 
     async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
         """First turn + newest turns that fit the budget; reads only what it keeps."""
+        tail = self._tails.get(conversation_id)
+        if tail is not None:
+            history = tail.history(token_budget)
+            if history is not None:
+                return history
+        tail = await self._read_tail(conversation_id, token_budget)
+        self._tails.put(conversation_id, tail)
+        history = tail.history(token_budget)
+        assert history is not None
+        return history
+
+    async def _read_tail(self, conversation_id: int, token_budget: int) -> _Tail:
+        """Read the first turn and, newest first, the turns that fit the budget."""
         async with self.db.execute(
             f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
             (conversation_id,),
         ) as cur:
             first_row = await cur.fetchone()
         if first_row is None:
-            return History((), 0, 0)
+            return _Tail(None, [], complete=True)
         first = _turn(first_row)
         used = first.token_estimate
         recent: list[Turn] = []
-        last_seq: int | None = None
         offset = 0
-        full = False
-        while not full:
+        while True:
             async with self.db.execute(
                 f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
                 f"ORDER BY seq DESC LIMIT ? OFFSET ?",
@@ -230,19 +348,16 @@ class SqliteStore:
                 rows = list(await cur.fetchall())
             for row in rows:
                 t = _turn(row)
-                if last_seq is None:
-                    last_seq = t.seq
-                if used + t.token_estimate > token_budget:
-                    full = True
-                    break
-                used += t.token_estimate
                 recent.append(t)
+                used += t.token_estimate
+                if used > token_budget:
+                    # One turn past the budget, so the tail knows where the budget ends.
+                    recent.reverse()
+                    return _Tail(first, recent, complete=False)
             if len(rows) < _PAGE:
-                break
+                recent.reverse()
+                return _Tail(first, recent, complete=True)
             offset += _PAGE
-        total = last_seq if last_seq is not None else 1
-        kept = (first, *reversed(recent))
-        return History(kept, total - len(kept), used)
 
     async def count_turns(self, conversation_id: int) -> int:
         """Number of turns stored for a conversation."""
@@ -293,13 +408,18 @@ class SqliteStore:
         self, platform: str, workspace_id: str, channel_id: str
     ) -> str | None:
         """The channel's default persona."""
+        ckey = (platform, workspace_id, channel_id)
+        if ckey in self._channels:
+            return self._channels.get(ckey)
         async with self.db.execute(
             "SELECT default_persona FROM channel_settings "
             "WHERE platform=? AND workspace_id=? AND channel_id=?",
             (platform, workspace_id, channel_id),
         ) as cur:
             row = await cur.fetchone()
-        return row[0] if row else None
+        persona = row[0] if row else None
+        self._channels.put(ckey, persona)
+        return persona
 
     async def set_channel_persona(
         self, platform: str, workspace_id: str, channel_id: str, persona: str | None
@@ -311,6 +431,7 @@ class SqliteStore:
             "ON CONFLICT DO UPDATE SET default_persona=excluded.default_persona",
             (platform, workspace_id, channel_id, persona),
         )
+        self._channels.put((platform, workspace_id, channel_id), persona)
 
     # -- events and usage --------------------------------------------------
 

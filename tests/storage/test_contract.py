@@ -151,3 +151,26 @@ async def test_usage_accumulates_per_user_per_day(store) -> None:
 
 async def test_ping(store) -> None:
     assert await store.ping()
+
+
+async def test_turn_ids_are_never_reused_after_forget(store) -> None:
+    conv = await store.get_or_create_conversation(KEY)
+    t = await store.append_turn(conv.id, user("a"))
+    await store.forget(KEY)
+    conv2 = await store.get_or_create_conversation(KEY)
+    t2 = await store.append_turn(conv2.id, user("b"))
+    assert t2.id > t.id
+
+
+async def test_history_cache_follows_writes_and_budget_changes(store) -> None:
+    conv = await store.get_or_create_conversation(KEY)
+    for i in range(50):
+        await store.append_turn(conv.id, user(f"m{i}", tokens=10))
+    small = await store.load_history(conv.id, token_budget=55)
+    assert [t.text for t in small.turns] == ["m0", "m46", "m47", "m48", "m49"]
+    await store.append_turn(conv.id, user("m50", tokens=10))
+    again = await store.load_history(conv.id, token_budget=55)
+    assert [t.text for t in again.turns] == ["m0", "m47", "m48", "m49", "m50"]
+    assert again.dropped == 46
+    big = await store.load_history(conv.id, token_budget=10_000)
+    assert len(big.turns) == 51 and big.dropped == 0
