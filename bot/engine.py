@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.attachments import estimate_tokens, human_size, sniff
-from bot.errors import AttachmentError, BotError, ModelBlocked, ModelError, ModelTooLarge
+from bot.errors import (
+    AttachmentError,
+    BotError,
+    ModelBlocked,
+    ModelError,
+    ModelFileUnavailable,
+    ModelTooLarge,
+)
 from bot.personas import PersonaRegistry
 from bot.ports import (
     ChatModel,
@@ -205,14 +212,25 @@ class ConversationEngine:
         error: BotError | None = None
         cancelled = False
         try:
-            async for event in self.model.stream(
-                persona=persona, history=contents[:-1], message=contents[-1]
-            ):
-                if isinstance(event, TextDelta):
-                    text += event.text
-                    reply.append(event.text)
-                elif isinstance(event, Finished):
-                    finish, usage = event.finish_reason, event.usage
+            for attempt in (1, 2):
+                try:
+                    async for event in self.model.stream(
+                        persona=persona, history=contents[:-1], message=contents[-1]
+                    ):
+                        if isinstance(event, TextDelta):
+                            text += event.text
+                            reply.append(event.text)
+                        elif isinstance(event, Finished):
+                            finish, usage = event.finish_reason, event.usage
+                    break
+                except ModelFileUnavailable:
+                    if attempt == 2 or text:
+                        raise
+                    # The provider lost a file early: upload it again from our bytes, once.
+                    await self._expire_remote_files(history.turns)
+                    contents = [
+                        c for t in history.turns if (c := await self._content(t)) is not None
+                    ]
         except ModelError as exc:
             error = exc
         except asyncio.CancelledError:
@@ -401,6 +419,15 @@ class ConversationEngine:
         return [label, FileData(part.mime_type, remote.uri)]
 
     # -- helpers -----------------------------------------------------------
+
+    async def _expire_remote_files(self, turns: tuple[Turn, ...]) -> None:
+        gone = datetime(1970, 1, 1, tzinfo=UTC)
+        for turn in turns:
+            for p in turn.parts:
+                if isinstance(p, FilePart):
+                    remote = await self.store.get_remote_file(p.sha256)
+                    if remote is not None:
+                        await self.store.put_remote_file(p.sha256, replace(remote, expires_at=gone))
 
     def _with_thread_note(self, persona: Persona, dropped: int) -> Persona:
         note = THREAD_NOTE

@@ -62,6 +62,12 @@ class ModelUnavailable(ModelError):
     user_message = "Gemini is unavailable right now. Please try again in a few minutes."
 
 
+class ModelFileUnavailable(ModelError):
+    """A file referenced by URI is gone from the provider (deleted or expired early)."""
+
+    user_message = "A file in this conversation is no longer available to Gemini."
+
+
 class ModelAuthError(ModelError):
     """The API key is missing, invalid or lacks permission."""
 

@@ -27,6 +27,7 @@ from bot.errors import (
     ModelBadRequest,
     ModelBlocked,
     ModelError,
+    ModelFileUnavailable,
     ModelRateLimited,
     ModelTooLarge,
     ModelUnavailable,
@@ -63,6 +64,12 @@ def map_api_error(exc: genai_errors.APIError) -> ModelError:
     low = message.lower()
     if code == 429 or status == "RESOURCE_EXHAUSTED":
         return ModelRateLimited(detail, retry_after=retry_delay(exc.details))
+    if (
+        code in (403, 404)
+        and "file" in low
+        and ("permission" in low or "not exist" in low or "not found" in low)
+    ):
+        return ModelFileUnavailable(detail)
     if code in (401, 403) or "api key" in low or "api_key" in low:
         return ModelAuthError(detail)
     if code == 413 or (

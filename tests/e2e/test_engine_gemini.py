@@ -316,3 +316,14 @@ async def test_shutdown_lets_quick_replies_finish(engine, fake_gemini) -> None:
     await asyncio.sleep(0.01)
     await engine.shutdown(grace=5)
     assert task.result().status == "complete"
+
+
+async def test_file_lost_early_by_provider_is_reuploaded_once(engine, fake_gemini) -> None:
+    await engine.handle(msg("read", attachments=(attachment("doc.pdf", PDF),)), target())
+    uri1 = fake_gemini.generate_requests()[-1].file_uris()[0]
+    del fake_gemini.files[uri1.rsplit("/", 1)[-1]]  # gone, though our record says it is valid
+    r = await engine.handle(msg("again"), target())
+    assert r.status == "complete"
+    uri2 = fake_gemini.generate_requests()[-1].file_uris()[0]
+    assert uri2 != uri1
+    assert len(fake_gemini.upload_starts()) == 2
