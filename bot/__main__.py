@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from bot.commands import Commands
 from bot.engine import ConversationEngine
@@ -21,6 +22,11 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.streaming import EditScheduler
 
 log = logging.getLogger("gemini-bot")
+
+# Slack retries within minutes and redelivers after outages within hours; three days of
+# event ids is ample for de-duplication and keeps the table small.
+EVENT_ID_RETENTION = timedelta(days=3)
+MAINTENANCE_INTERVAL_S = 3600.0
 
 NO_PLATFORM = (
     "no chat platform is enabled. Set SLACK_BOT_TOKEN (plus SLACK_APP_TOKEN for Socket Mode, "
@@ -124,6 +130,18 @@ def build_adapters(
     return adapters
 
 
+async def maintain(store: Store) -> None:
+    """Hourly housekeeping: prune old processed event ids."""
+    while True:
+        try:
+            pruned = await store.prune_events(older_than=datetime.now(UTC) - EVENT_ID_RETENTION)
+            if pruned:
+                log.info("pruned %d old event ids", pruned)
+        except Exception:
+            log.exception("maintenance failed")
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+
 async def serve(settings: Settings) -> int:
     """`gemini-bot run`: HTTP server plus every enabled adapter until SIGTERM/SIGINT."""
     if not settings.platforms_enabled():
@@ -157,6 +175,7 @@ async def serve(settings: Settings) -> int:
     await store.open()
     store_open = True
     tasks = [asyncio.create_task(a.run(), name=f"adapter:{a.name}") for a in adapters]
+    housekeeping = asyncio.create_task(maintain(store), name="maintenance")
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -172,9 +191,9 @@ async def serve(settings: Settings) -> int:
             with contextlib.suppress(Exception):
                 await a.aclose()
         await engine.shutdown(grace=settings.SHUTDOWN_GRACE_SECONDS)
-        for t in [*tasks, stopper]:
+        for t in [*tasks, stopper, housekeeping]:
             t.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, housekeeping, return_exceptions=True)
         await engine.scheduler.aclose()
         await http.stop()
         await model.aclose()

@@ -97,6 +97,23 @@ class NewTurn:
     message_ids: tuple[str, ...] = ()
     error: str | None = None
 
+    def stored(self, *, id: int, seq: int, created_at: datetime) -> Turn:
+        """This turn as the store returns it once written."""
+        return Turn(
+            id=id,
+            seq=seq,
+            role=self.role,
+            parts=self.parts,
+            author=self.author,
+            status=self.status,
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            token_estimate=self.token_estimate,
+            message_ids=self.message_ids,
+            error=self.error,
+            created_at=created_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:

@@ -77,20 +77,7 @@ class MemoryStore:
     async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
         """Append with the next seq."""
         turns = self._turns[conversation_id]
-        stored = Turn(
-            id=self._next_turn,
-            seq=len(turns) + 1,
-            role=turn.role,
-            parts=turn.parts,
-            author=turn.author,
-            status=turn.status,
-            finish_reason=turn.finish_reason,
-            usage=turn.usage,
-            token_estimate=turn.token_estimate,
-            message_ids=turn.message_ids,
-            error=turn.error,
-            created_at=datetime.now(UTC),
-        )
+        stored = turn.stored(id=self._next_turn, seq=len(turns) + 1, created_at=datetime.now(UTC))
         self._next_turn += 1
         turns.append(stored)
         return stored

@@ -294,20 +294,7 @@ class SqliteStore:
         ) as cur:
             row = await cur.fetchone()
         assert row is not None
-        stored = Turn(
-            id=int(row[0]),
-            seq=int(row[1]),
-            role=turn.role,
-            parts=turn.parts,
-            author=turn.author,
-            status=turn.status,
-            finish_reason=turn.finish_reason,
-            usage=turn.usage,
-            token_estimate=turn.token_estimate,
-            message_ids=turn.message_ids,
-            error=turn.error,
-            created_at=created,
-        )
+        stored = turn.stored(id=int(row[0]), seq=int(row[1]), created_at=created)
         tail = self._tails.get(conversation_id)
         if tail is not None:
             tail.add(stored)
