@@ -195,6 +195,10 @@ class SqliteStore:
             await self._db.close()
             self._db = None
 
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement and fetch its rows in one trip to the database thread."""
+        return list(await self.db.execute_fetchall(sql, params))
+
     async def ping(self) -> bool:
         """True when a trivial query answers."""
         if self._db is None:
@@ -207,8 +211,7 @@ class SqliteStore:
 
     async def applied_migrations(self) -> list[str]:
         """Names of the applied migrations, in order."""
-        async with self.db.execute("SELECT name FROM _migrations ORDER BY name") as cur:
-            return [r[0] for r in await cur.fetchall()]
+        return [r[0] for r in await self._rows("SELECT name FROM _migrations ORDER BY name")]
 
     # -- conversations -----------------------------------------------------
 
@@ -217,12 +220,12 @@ class SqliteStore:
         cached = self._convs.get(key)
         if cached is not None:
             return cached
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT id, persona, created_at FROM conversations "
             "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
             (key.platform, key.workspace_id, key.channel_id, key.thread_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         if row is None:
             return None
         conv = Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
@@ -234,7 +237,7 @@ class SqliteStore:
         found = await self.get_conversation(key)
         if found is not None:
             return found
-        await self.db.execute(
+        await self._rows(
             "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, created_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (key.platform, key.workspace_id, key.channel_id, key.thread_id, _now()),
@@ -246,7 +249,7 @@ class SqliteStore:
     async def set_thread_persona(self, key: ThreadKey, persona: str | None) -> None:
         """Pin a persona for one thread."""
         conv = await self.get_or_create_conversation(key)
-        await self.db.execute("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
+        await self._rows("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
         self._convs.put(key, replace(conv, persona=persona))
 
     async def forget(self, key: ThreadKey) -> bool:
@@ -255,12 +258,14 @@ class SqliteStore:
         self._convs.pop(key)
         if conv is not None:
             self._tails.pop(conv.id)
-        async with self.db.execute(
-            "DELETE FROM conversations "
-            "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
-            (key.platform, key.workspace_id, key.channel_id, key.thread_id),
-        ) as cur:
-            return cur.rowcount > 0
+        return bool(
+            await self._rows(
+                "DELETE FROM conversations "
+                "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=? "
+                "RETURNING 1",
+                (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+            )
+        )
 
     # -- turns -------------------------------------------------------------
 
@@ -268,7 +273,7 @@ class SqliteStore:
         """Write one turn; one statement, so one transaction, with the next seq."""
         created = datetime.now(UTC)
         a = turn.author
-        async with self.db.execute(
+        rows = await self._rows(
             "INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
             "author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
             "token_estimate, message_ids, error, created_at) VALUES (?, "
@@ -291,8 +296,8 @@ class SqliteStore:
                 turn.error,
                 created.isoformat(),
             ),
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         assert row is not None
         stored = turn.stored(id=int(row[0]), seq=int(row[1]), created_at=created)
         tail = self._tails.get(conversation_id)
@@ -315,11 +320,11 @@ class SqliteStore:
 
     async def _read_tail(self, conversation_id: int, token_budget: int) -> _Tail:
         """Read the first turn and, newest first, the turns that fit the budget."""
-        async with self.db.execute(
+        rows = await self._rows(
             f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
             (conversation_id,),
-        ) as cur:
-            first_row = await cur.fetchone()
+        )
+        first_row = rows[0] if rows else None
         if first_row is None:
             return _Tail(None, [], complete=True)
         first = _turn(first_row)
@@ -327,12 +332,11 @@ class SqliteStore:
         recent: list[Turn] = []
         offset = 0
         while True:
-            async with self.db.execute(
+            rows = await self._rows(
                 f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
                 f"ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (conversation_id, _PAGE, offset),
-            ) as cur:
-                rows = list(await cur.fetchall())
+            )
             for row in rows:
                 t = _turn(row)
                 recent.append(t)
@@ -348,10 +352,10 @@ class SqliteStore:
 
     async def count_turns(self, conversation_id: int) -> int:
         """Number of turns stored for a conversation."""
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT COUNT(*) FROM turns WHERE conversation_id=?", (conversation_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         return int(row[0]) if row else 0
 
     # -- attachments -------------------------------------------------------
@@ -359,7 +363,7 @@ class SqliteStore:
     async def put_blob(self, data: bytes, *, mime_type: str) -> str:
         """Store bytes under DATA_DIR/blobs and record them."""
         sha = await self.blobs.put(data)
-        await self.db.execute(
+        await self._rows(
             "INSERT INTO blobs (sha256, mime_type, size, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
             (sha, mime_type, len(data), _now()),
@@ -372,17 +376,17 @@ class SqliteStore:
 
     async def get_remote_file(self, sha256: str) -> RemoteFile | None:
         """The provider file recorded for these bytes."""
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT uri, mime_type, expires_at, name FROM remote_files WHERE sha256=?", (sha256,)
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         if row is None:
             return None
         return RemoteFile(row[0], row[1], datetime.fromisoformat(row[2]), row[3])
 
     async def put_remote_file(self, sha256: str, remote: RemoteFile) -> None:
         """Record (or replace) the provider file for these bytes."""
-        await self.db.execute(
+        await self._rows(
             "INSERT INTO remote_files (sha256, uri, name, mime_type, expires_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET uri=excluded.uri, "
             "name=excluded.name, mime_type=excluded.mime_type, expires_at=excluded.expires_at",
@@ -398,12 +402,12 @@ class SqliteStore:
         ckey = (platform, workspace_id, channel_id)
         if ckey in self._channels:
             return self._channels.get(ckey)
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT default_persona FROM channel_settings "
             "WHERE platform=? AND workspace_id=? AND channel_id=?",
             (platform, workspace_id, channel_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         persona = row[0] if row else None
         self._channels.put(ckey, persona)
         return persona
@@ -412,7 +416,7 @@ class SqliteStore:
         self, platform: str, workspace_id: str, channel_id: str, persona: str | None
     ) -> None:
         """Set or clear the channel's default persona."""
-        await self.db.execute(
+        await self._rows(
             "INSERT INTO channel_settings (platform, workspace_id, channel_id, default_persona) "
             "VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET default_persona=excluded.default_persona",
@@ -424,23 +428,26 @@ class SqliteStore:
 
     async def mark_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was already there."""
-        async with self.db.execute(
-            "INSERT INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (platform, event_id, _now()),
-        ) as cur:
-            return cur.rowcount > 0
+        return bool(
+            await self._rows(
+                "INSERT INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                (platform, event_id, _now()),
+            )
+        )
 
     async def prune_events(self, *, older_than: datetime) -> int:
         """Forget event ids seen before `older_than`."""
-        async with self.db.execute(
-            "DELETE FROM processed_events WHERE seen_at < ?", (older_than.isoformat(),)
-        ) as cur:
-            return cur.rowcount
+        return len(
+            await self._rows(
+                "DELETE FROM processed_events WHERE seen_at < ? RETURNING 1",
+                (older_than.isoformat(),),
+            )
+        )
 
     async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
         """Add one turn to a user's day."""
-        await self.db.execute(
+        await self._rows(
             "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens) "
             "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET turns=turns+1, "
             "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
@@ -450,10 +457,10 @@ class SqliteStore:
 
     async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
         """A user's usage on a day."""
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT turns, prompt_tokens, output_tokens FROM usage "
             "WHERE platform=? AND user_id=? AND day=?",
             (platform, user_id, day),
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = rows[0] if rows else None
         return DailyUsage(*row) if row else DailyUsage(0, 0, 0)
