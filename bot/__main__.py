@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from pydantic import SecretStr
+
+from bot.access import AccessPolicy
 from bot.commands import Commands
 from bot.engine import ConversationEngine
 from bot.gemini import GeminiChatModel
@@ -114,20 +116,48 @@ def render_metrics(engine: ConversationEngine) -> str:
 
 
 def build_adapters(
-    settings: Settings, *, engine: ConversationEngine, commands: Commands, http: HttpServer
+    settings: Settings,
+    *,
+    engine: ConversationEngine,
+    commands: Commands,
+    http: HttpServer,
 ) -> list[Adapter]:
     """One adapter per platform whose token is set."""
     adapters: list[Adapter] = []
-    missing = settings.platforms_enabled()
-    if missing:
-        raise StartupError(
-            *(
-                f"{p.upper()}: the {p.capitalize()} adapter is not in this build yet; "
-                f"unset its token or use 'gemini-bot console'"
-                for p in missing
+    access = AccessPolicy.from_settings(settings)
+    if settings.SLACK_BOT_TOKEN:
+        if not settings.SLACK_APP_TOKEN and not settings.SLACK_SIGNING_SECRET:
+            raise StartupError(
+                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+                "SLACK_SIGNING_SECRET (HTTP mode at /slack/events) is"
             )
+        from adapters.slack import SlackAdapter
+
+        slack = SlackAdapter(
+            engine=engine,
+            commands=commands,
+            access=access,
+            bot_token=settings.SLACK_BOT_TOKEN.get_secret_value(),
+            signing_secret=_secret(settings.SLACK_SIGNING_SECRET),
+            app_token=_secret(settings.SLACK_APP_TOKEN),
+            api_url=settings.SLACK_API_URL,
+            native_streaming=settings.SLACK_STREAM_MODE == "native",
+            require_mention=settings.SLACK_REQUIRE_MENTION,
+            max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+        )
+        if not settings.SLACK_APP_TOKEN:
+            slack.mount(http.app)
+        adapters.append(slack)
+    if settings.DISCORD_TOKEN:
+        raise StartupError(
+            "DISCORD_TOKEN: the Discord adapter is not in this build yet; unset it, "
+            "or use Slack or 'gemini-bot console'"
         )
     return adapters
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 async def maintain(store: Store) -> None:
@@ -142,62 +172,90 @@ async def maintain(store: Store) -> None:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
 
-async def serve(settings: Settings) -> int:
-    """`gemini-bot run`: HTTP server plus every enabled adapter until SIGTERM/SIGINT."""
-    if not settings.platforms_enabled():
-        raise StartupError(NO_PLATFORM)
-    store = build_store(settings)
-    model = build_model(settings)
-    engine = build_engine(settings, store=store, model=model)
-    commands = Commands(store=store, personas=engine.personas)
-    adapters: list[Adapter] = []
-    store_open = False
+class Service:
+    """Everything `gemini-bot run` runs: store, engine, HTTP server and adapters."""
 
-    async def health() -> dict[str, str]:
-        out = {"store": "ok" if store_open and await store.ping() else "unavailable"}
-        for a in adapters:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.platforms_enabled():
+            raise StartupError(NO_PLATFORM)
+        self.settings = settings
+        self.store = build_store(settings)
+        self.model = build_model(settings)
+        self.engine = build_engine(settings, store=self.store, model=self.model)
+        self.commands = Commands(store=self.store, personas=self.engine.personas)
+        self._store_open = False
+        self.http = HttpServer(
+            host=settings.HTTP_HOST,
+            port=settings.HTTP_PORT,
+            health=self.health,
+            metrics=lambda: render_metrics(self.engine),
+        )
+        self.adapters = build_adapters(
+            settings, engine=self.engine, commands=self.commands, http=self.http
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def health(self) -> dict[str, str]:
+        """Per-component status for /healthz."""
+        ok = self._store_open and await self.store.ping()
+        out = {"store": "ok" if ok else "unavailable"}
+        for a in self.adapters:
             out[a.name] = "connected" if a.connected else "disconnected"
         return out
 
-    http = HttpServer(
-        host=settings.HTTP_HOST,
-        port=settings.HTTP_PORT,
-        health=health,
-        metrics=lambda: render_metrics(engine),
-    )
-    adapters = build_adapters(settings, engine=engine, commands=commands, http=http)
+    async def start(self) -> None:
+        """Open the store, listen, and start every adapter."""
+        await self.store.open()
+        self._store_open = True
+        await self.http.start()
+        log.info("HTTP server on %s:%s", self.settings.HTTP_HOST, self.http.port)
+        self._tasks = [
+            asyncio.create_task(a.run(), name=f"adapter:{a.name}") for a in self.adapters
+        ]
+        self._tasks.append(asyncio.create_task(maintain(self.store), name="maintenance"))
+
+    async def wait(self, stop: asyncio.Event) -> bool:
+        """Until `stop` is set or an adapter fails; True when one failed."""
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+        for t in failed:
+            log.error("%s stopped: %r", t.get_name(), t.exception())
+        return bool(failed)
+
+    async def stop(self) -> None:
+        """No new work; replies in flight finish within the grace period; then close."""
+        grace = self.settings.SHUTDOWN_GRACE_SECONDS
+        log.info("shutting down: finishing replies in flight (up to %ss)", grace)
+        for a in self.adapters:
+            try:
+                await a.aclose()
+            except Exception:
+                log.exception("closing %s", a.name)
+        await self.engine.shutdown(grace=grace)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.scheduler.aclose()
+        await self.http.stop()
+        await self.model.aclose()
+        self._store_open = False
+        await self.store.close()
+
+
+async def serve(settings: Settings) -> int:
+    """`gemini-bot run`: the service until SIGTERM/SIGINT."""
+    service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await http.start()
-    log.info("HTTP server on %s:%s", settings.HTTP_HOST, http.port)
-    await store.open()
-    store_open = True
-    tasks = [asyncio.create_task(a.run(), name=f"adapter:{a.name}") for a in adapters]
-    housekeeping = asyncio.create_task(maintain(store), name="maintenance")
-    stopper = asyncio.create_task(stop.wait())
+    await service.start()
     try:
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in done if t is not stopper and t.exception() is not None]
-        for t in failed:
-            log.error("adapter %s stopped: %r", t.get_name(), t.exception())
+        failed = await service.wait(stop)
     finally:
-        log.info(
-            "shutting down: finishing replies in flight (up to %ss)",
-            settings.SHUTDOWN_GRACE_SECONDS,
-        )
-        for a in adapters:
-            with contextlib.suppress(Exception):
-                await a.aclose()
-        await engine.shutdown(grace=settings.SHUTDOWN_GRACE_SECONDS)
-        for t in [*tasks, stopper, housekeeping]:
-            t.cancel()
-        await asyncio.gather(*tasks, stopper, housekeeping, return_exceptions=True)
-        await engine.scheduler.aclose()
-        await http.stop()
-        await model.aclose()
-        await store.close()
+        await service.stop()
     return 1 if failed else 0
 
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     SLACK_SIGNING_SECRET: SecretStr | None = None
     SLACK_API_URL: str | None = None
     SLACK_STREAM_MODE: Literal["edit", "native"] = "edit"
+    SLACK_REQUIRE_MENTION: bool = False
 
     DISCORD_TOKEN: SecretStr | None = None
     DISCORD_API_URL: str | None = None

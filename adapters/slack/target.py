@@ -1,0 +1,198 @@
+"""SlackReplyTarget: a reply as a placeholder edited with chat.update, or Slack's native
+chat.startStream / appendStream / stopStream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.text import neutralise
+from bot.errors import PlatformRateLimited
+from bot.ports import Budget
+from bot.streaming import EditScheduler
+
+log = logging.getLogger(__name__)
+
+# Slack's published tiers, kept a little under so we never meet a 429 in normal use.
+UPDATE_PER_S = 45 / 60  # chat.update: Tier 3, ~50/min per workspace
+APPEND_PER_S = 90 / 60  # chat.appendStream: Tier 4, ~100/min per workspace
+POST_PER_S = 0.9  # chat.postMessage: ~1/s per channel
+MARKDOWN_LIMIT = 12_000  # a markdown block's text
+MAX_CHARS = 11_000  # leave room for a fence closed by a split
+FALLBACK_CHARS = 3_000  # notification text shown where blocks are not
+PLACEHOLDER = "_Thinking…_"
+
+
+def update_budget(team: str) -> Budget:
+    """The workspace's chat.update budget, shared by every reply in it."""
+    return Budget(f"slack:{team}:chat.update", UPDATE_PER_S, burst=4)
+
+
+def append_budget(team: str) -> Budget:
+    """The workspace's chat.appendStream budget."""
+    return Budget(f"slack:{team}:chat.appendStream", APPEND_PER_S, burst=8)
+
+
+def post_budget(team: str, channel: str) -> Budget:
+    """One channel's chat.postMessage budget."""
+    return Budget(f"slack:{team}:{channel}:chat.postMessage", POST_PER_S, burst=2)
+
+
+async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+    """Call a Web API method; a 429 becomes PlatformRateLimited with Slack's Retry-After."""
+    try:
+        return await fn(**kwargs)
+    except SlackApiError as exc:
+        if exc.response is not None and exc.response.status_code == 429:
+            retry = float(
+                exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
+            )
+            raise PlatformRateLimited(retry, "slack 429") from None
+        raise
+
+
+def blocks(text: str) -> list[dict[str, str]]:
+    """A markdown block, which renders standard Markdown (code fences, lists, tables)."""
+    return [{"type": "markdown", "text": text[:MARKDOWN_LIMIT]}]
+
+
+class SlackReplyTarget:
+    """One reply in a Slack thread."""
+
+    max_chars = MAX_CHARS
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        scheduler: EditScheduler,
+        team: str,
+        channel: str,
+        thread_ts: str,
+        native: bool = False,
+        recipient_user: str | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.team = team
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.native = native
+        self.recipient_user = recipient_user
+        self.budget = append_budget(team) if native else update_budget(team)
+        self._post = post_budget(team, channel)
+        self._ts: list[str] = []
+        self._sent: dict[int, str] = {}
+        self._on_start = on_start
+        self._placeholder = False
+
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """The ts of every message of this reply."""
+        return list(self._ts)
+
+    async def start(self) -> None:
+        """A visible sign at once: the assistant status, or a placeholder message."""
+        if self._on_start is not None:
+            await self._on_start()
+            return
+        if self.native:
+            return  # the stream itself starts with the first text
+        await self._new_message(PLACEHOLDER)
+        self._placeholder = True
+
+    async def _new_message(self, text: str) -> None:
+        async def post() -> None:
+            if self.native:
+                kwargs: dict[str, Any] = {}
+                if self.recipient_user and not self.channel.startswith("D"):
+                    kwargs = {
+                        "recipient_user_id": self.recipient_user,
+                        "recipient_team_id": self.team,
+                    }
+                resp = await call(
+                    self.client.chat_startStream,
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    markdown_text=neutralise(text),
+                    **kwargs,
+                )
+            else:
+                safe = neutralise(text)
+                resp = await call(
+                    self.client.chat_postMessage,
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    text=safe[:FALLBACK_CHARS],
+                    blocks=blocks(safe),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            self._ts.append(str(resp["ts"]))
+
+        await self.scheduler.call(self._post, post)
+
+    async def show(self, text: str, *, part: int) -> None:
+        """Post or edit message `part`."""
+        if part >= len(self._ts):
+            if self.native and part > 0:
+                await self._stop(part - 1)
+            await self._new_message(text)
+            self._sent[part] = text
+            self._placeholder = False
+            return
+        if self.native:
+            sent = self._sent.get(part, "")
+            delta = text[len(sent) :] if text.startswith(sent) else ""
+            if delta:
+                await call(
+                    self.client.chat_appendStream,
+                    channel=self.channel,
+                    ts=self._ts[part],
+                    markdown_text=neutralise(delta),
+                )
+        else:
+            safe = neutralise(text)
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self._ts[part],
+                text=safe[:FALLBACK_CHARS],
+                blocks=blocks(safe),
+            )
+        self._sent[part] = text
+        self._placeholder = False
+
+    async def _stop(self, part: int) -> None:
+        await call(self.client.chat_stopStream, channel=self.channel, ts=self._ts[part])
+
+    async def finish(self, text: str, *, part: int) -> None:
+        """Show the final text (and close a native stream)."""
+        await self.show(text, part=part)
+        if self.native and part < len(self._ts):
+            await self._stop(part)
+
+    async def fail(self, user_message: str) -> None:
+        """Replace the placeholder with the note, or add the note under the reply."""
+        note = f":warning: {user_message}"
+        if self._placeholder and self._ts and not self.native:
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self._ts[0],
+                text=note,
+                blocks=blocks(note),
+            )
+            self._placeholder = False
+            return
+        await call(
+            self.client.chat_postMessage,
+            channel=self.channel,
+            thread_ts=self.thread_ts,
+            text=note,
+        )

@@ -1,0 +1,57 @@
+"""The whole service in-process (same composition as `gemini-bot run`) on fake Slack + Gemini."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from bot.__main__ import Service
+from bot.settings import load_settings
+from tests.fakes.gemini import API_KEY, FakeGemini
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver
+
+
+@asynccontextmanager
+async def slack_service(
+    gemini: FakeGemini, slack: FakeSlack, data: Path, **overrides: Any
+) -> AsyncIterator[tuple[Service, SlackDriver]]:
+    settings = load_settings(
+        _env_file=None,
+        GEMINI_API_KEY=API_KEY,
+        GEMINI_BASE_URL=gemini.base_url,
+        GEMINI_MODEL="gemini-test",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.api_url,
+        DATA_DIR=data,
+        HTTP_PORT=0,
+        SHUTDOWN_GRACE_SECONDS=5,
+        **overrides,
+    )
+    service = Service(settings)
+    await service.start()
+    driver = SlackDriver(slack, f"http://127.0.0.1:{service.http.port}/slack/events")
+    try:
+        await until(lambda: all(a.connected for a in service.adapters))
+        yield service, driver
+    finally:
+        await driver.close()
+        await service.stop()
+
+
+async def until(cond: Callable[[], bool], limit: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def idle(service: Service, limit: float = 30.0) -> None:
+    """Wait until no turn is in flight."""
+    await asyncio.sleep(0.05)
+    await until(lambda: service.engine.in_flight == 0, limit)
