@@ -78,8 +78,11 @@ class Commands:
         return f"New threads in this channel now use the {persona.name} persona."
 
     async def forget(self, key: ThreadKey) -> str:
-        """Delete a thread's stored conversation."""
+        """Delete a thread's stored conversation; the thread stays joined, starting afresh."""
         if await self.store.forget(key):
+            # An empty conversation remains, so the bot does not re-read the platform's
+            # copy of the thread as context for an "unjoined" thread: forgotten is forgotten.
+            await self.store.get_or_create_conversation(key)
             return "Forgotten. The next message here starts a fresh conversation."
         return "There was nothing stored for this thread."
 

@@ -105,6 +105,7 @@ class FakeSlack:
             "chat.appendStream": (100 / 60, 10, "team"),
         }
         self.forced_429: dict[str, int] = defaultdict(int)
+        self.files_scope = True  # False: downloads get the login page, as without files:read
         self._ts = itertools.count(1)
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -402,7 +403,8 @@ class FakeSlack:
             Call("files.download", {"id": request.match_info["id"]}, time.monotonic())
         )
         f = self.files.get(request.match_info["id"])
-        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}" or f is None:
+        authorised = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        if not authorised or f is None or not self.files_scope:
             # What Slack does without a token or the files:read scope: a 200 login page.
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
         return web.Response(body=f[1], content_type=f[0]["mimetype"])

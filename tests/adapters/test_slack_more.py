@@ -1,0 +1,202 @@
+"""Slack end to end: pacing, 429s, long replies, restarts, files, commands, shortcuts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.adapters.slack_harness import idle, slack_service
+from tests.fakes.gemini import FakeGemini, Reply
+from tests.fakes.slack import BOT_USER, FakeSlack
+
+C = "C1GEN"
+MENTION = f"<@{BOT_USER}>"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def svc(fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path):
+    async with slack_service(fake_gemini, fake_slack, tmp_path, ADMIN_USERS="slack:U1ADA") as pair:
+        yield pair
+
+
+async def test_ten_replies_at_once_share_the_budget_without_429(
+    svc, fake_slack, fake_gemini
+) -> None:
+    service, driver = svc
+    texts = [f"Answer number {i}: " + "word " * 40 for i in range(10)]
+    for t in texts:
+        fake_gemini.enqueue(Reply([t[j : j + 20] for j in range(0, len(t), 20)], delay=0.02))
+    events = [
+        driver.as_mention(driver.message(f"C{i:03d}", "U1ADA", f"{MENTION} q{i}"))
+        for i in range(10)
+    ]
+    await asyncio.gather(*(driver.event(e) for e in events))
+    await idle(service, limit=60)
+    assert fake_slack.count_429() == 0
+    shown = sorted(fake_slack.bot_messages(e["channel"], e["ts"])[0].visible() for e in events)
+    assert shown == sorted(t.strip() for t in texts) or shown == sorted(texts)
+
+
+async def test_forced_429_slows_down_and_loses_no_text(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    fake_slack.forced_429["chat.update"] = 1
+    full = "The whole answer arrives even after a 429."
+    fake_gemini.enqueue(Reply([full[:10], full[10:]]))
+    ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} q"))
+    await driver.event(ev)
+    await idle(service)
+    assert fake_slack.count_429() == 1
+    assert fake_slack.bot_messages(C, ev["ts"])[0].visible() == full
+    assert service.engine.scheduler.rate_limited == 1
+
+
+async def test_30000_character_reply_arrives_complete_across_messages(
+    svc, fake_slack, fake_gemini
+) -> None:
+    service, driver = svc
+    paragraphs = [f"Paragraph {i}. " + "lorem ipsum dolor sit amet " * 10 for i in range(110)]
+    full = "\n\n".join(paragraphs)
+    assert len(full) >= 30_000
+    fake_gemini.enqueue(Reply([full[i : i + 500] for i in range(0, len(full), 500)]))
+    ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} write a lot"))
+    await driver.event(ev)
+    await idle(service, limit=60)
+    msgs = fake_slack.bot_messages(C, ev["ts"])
+    assert len(msgs) >= 3
+    assert all(len(m.visible()) <= 12_000 for m in msgs)
+    joined = "\n\n".join(m.visible() for m in msgs)
+    assert joined.split() == full.split()
+    assert fake_slack.count_429() == 0
+
+
+async def test_restart_keeps_the_thread_and_does_not_answer_twice(
+    fake_gemini, fake_slack, tmp_path
+) -> None:
+    async with slack_service(fake_gemini, fake_slack, tmp_path) as (service, driver):
+        fake_gemini.enqueue(Reply(["The code word is tulip."]))
+        ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} remember a code word"))
+        await driver.event(ev, event_id="EvFIRST")
+        await idle(service)
+    async with slack_service(fake_gemini, fake_slack, tmp_path) as (service, driver):
+        await driver.event(ev, event_id="EvFIRST", retry=1)  # redelivered after the restart
+        follow = driver.message(C, "U1ADA", "what was it?", thread_ts=ev["ts"])
+        await driver.event(follow)
+        await idle(service)
+    reqs = fake_gemini.generate_requests()
+    assert len(reqs) == 2
+    assert reqs[-1].texts() == [
+        "[Ada] remember a code word",
+        "The code word is tulip.",
+        "[Ada] what was it?",
+    ]
+
+
+async def test_files_are_downloaded_with_the_token_and_sent(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    f1 = fake_slack.add_file("chart.png", PNG, mimetype="image/png")
+    f2 = fake_slack.add_file(
+        "notes.txt", b"connect notes", mimetype="text/plain", check_file_info=True
+    )
+    ev = driver.message(C, "U1ADA", f"{MENTION} look", files=[f1, f2])
+    await driver.event(ev)
+    await idle(service)
+    req = fake_gemini.generate_requests()[-1]
+    assert req.inline_mimes() == ["image/png", "text/plain"]
+    assert fake_slack.calls_to("files.info")  # the Slack Connect file was looked up first
+
+
+async def test_login_page_instead_of_file_is_reported_not_sent(
+    svc, fake_slack, fake_gemini
+) -> None:
+    service, driver = svc
+    fake_slack.files_scope = False
+    f = fake_slack.add_file("report.pdf", b"%PDF-1.4 real", mimetype="application/pdf")
+    ev = driver.message(C, "U1ADA", f"{MENTION} summarise", files=[f])
+    await driver.event(ev)
+    await idle(service)
+    req = fake_gemini.generate_requests()[-1]
+    assert req.inline_mimes() == [] and req.file_uris() == []
+    shown = fake_slack.bot_messages(C, ev["ts"])[0].visible()
+    assert "Skipped report.pdf: Slack sent a sign-in page instead of the file" in shown
+    assert "files:read" in shown
+
+
+async def test_persona_commands_and_plus_name(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    await driver.command("/persona", "")
+    await driver.command("/persona", "editor", user="U2BOB")
+    await driver.command("/persona", "coder", user="U1ADA")
+    await driver.command("/persona", "a b")
+    await asyncio.sleep(0.3)
+    texts = [r["text"] for r in fake_slack.responses]
+    assert "Personas:" in texts[0]
+    assert texts[1] == "Only admins can set a channel's default persona."
+    assert texts[2] == "New threads in this channel now use the coder persona."
+    assert texts[3].startswith("Usage: /persona")
+    ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} hello"))
+    await driver.event(ev)
+    ev2 = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} +editor fix: me no good"))
+    await driver.event(ev2)
+    await idle(service)
+    by_text = {r.texts()[0]: r for r in fake_gemini.generate_requests()}  # threads run in parallel
+    assert "software engineer" in by_text["[Ada] hello"].system_instruction()
+    assert "careful editor" in by_text["[Ada] fix: me no good"].system_instruction()
+
+
+async def test_forget_usage_help_and_unknown(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} secret 42"))
+    await driver.event(ev)
+    await idle(service)
+    link = f"https://test.slack.com/archives/{C}/p{ev['ts'].replace('.', '')}"
+    await driver.command("/forget", link)
+    await driver.command("/forget", "")
+    await driver.command("/gemini-usage")
+    await driver.command("/gemini-help")
+    await asyncio.sleep(0.3)
+    texts = [r["text"] for r in fake_slack.responses]
+    assert texts[0].startswith("Forgotten.")
+    assert texts[1].startswith("Usage: /forget")
+    assert texts[2].startswith("Today (") and "1 reply" in texts[2]
+    assert "/summarize" in texts[3]
+    follow = driver.message(C, "U1ADA", f"{MENTION} what was the number?", thread_ts=ev["ts"])
+    await driver.event(driver.as_mention(follow))
+    await idle(service)
+    assert "secret 42" not in " ".join(fake_gemini.generate_requests()[-1].texts())
+
+
+async def test_summarize_latest_files_and_shortcut(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    f = fake_slack.add_file("q3.pdf", b"%PDF-1.4 quarterly numbers", mimetype="application/pdf")
+    msg = fake_slack.add_message(C, "U1ADA", "here is the report", files=[f])
+    fake_gemini.enqueue(Reply(["Summary: numbers went up."]), Reply(["Short summary."]))
+    status, _ = await driver.command("/summarize", "risks")
+    assert status == 200
+    await idle(service)
+    req = fake_gemini.generate_requests()[-1]
+    assert "summarise material" in req.system_instruction()
+    assert req.texts()[0] == "[Ada] Summarise the attached file(s). Focus on: risks"
+    assert req.inline_mimes() == ["application/pdf"]
+    assert [m.visible() for m in fake_slack.bot_messages(C, msg.ts)] == [
+        "Summary: numbers went up."
+    ]
+    # The message shortcut does the same for any message; it goes on in the same thread.
+    await driver.shortcut("summarize_attachments", msg)
+    await idle(service)
+    assert len(fake_slack.bot_messages(C, msg.ts)) == 2
+    # No files: a clear answer.
+    await driver.command("/summarize", "", user="U2BOB")
+    await asyncio.sleep(0.3)
+    assert fake_slack.responses[-1]["text"].startswith("I found no files to summarise")
