@@ -1,0 +1,35 @@
+"""slack-manifest.yml names every command, shortcut, event and scope the code relies on."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+
+CODE = (ROOT / "adapters" / "slack" / "adapter.py").read_text()
+MANIFEST = (ROOT / "slack-manifest.yml").read_text()
+
+
+def test_commands_and_shortcuts() -> None:
+    commands = re.findall(r'app\.command\("([^"]+)"\)', CODE)
+    shortcuts = re.findall(r'app\.shortcut\("([^"]+)"\)', CODE)
+    assert commands and shortcuts
+    for c in commands:
+        assert f"- command: {c}\n" in MANIFEST, c
+    for s in shortcuts:
+        assert f"callback_id: {s}\n" in MANIFEST, s
+
+
+def test_events_and_scopes() -> None:
+    for event in ("app_mention", "message.channels", "message.groups", "message.im"):
+        assert f"- {event}\n" in MANIFEST, event
+    for scope in (
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "files:read",
+        "users:read",
+        "channels:history",
+        "im:history",
+    ):
+        assert f"- {scope} " in MANIFEST or f"- {scope}\n" in MANIFEST, scope
