@@ -10,7 +10,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.text import neutralise
+from adapters.slack.text import neutralise, settled
 from bot.errors import PlatformRateLimited
 from bot.ports import Budget
 from bot.streaming import EditScheduler
@@ -87,7 +87,8 @@ class SlackReplyTarget:
         self.budget = append_budget(team) if native else update_budget(team)
         self._post = post_budget(team, channel)
         self._ts: list[str] = []
-        self._sent: dict[int, str] = {}
+        self._sent: dict[int, str] = {}  # per message: what Slack shows (native: neutralised)
+        self._raw: dict[int, str] = {}  # per message: the latest text asked for
         self._on_start = on_start
         self._placeholder = False
 
@@ -102,7 +103,10 @@ class SlackReplyTarget:
             await self._on_start()
             return
         if self.native:
-            return  # the stream itself starts with the first text
+            # The stream opens at once (Slack shows it as in progress); text is appended.
+            await self._new_message("")
+            self._sent[0] = ""
+            return
         await self._new_message(PLACEHOLDER)
         self._placeholder = True
 
@@ -115,11 +119,12 @@ class SlackReplyTarget:
                         "recipient_user_id": self.recipient_user,
                         "recipient_team_id": self.team,
                     }
+                if text:
+                    kwargs["markdown_text"] = neutralise(text)
                 resp = await call(
                     self.client.chat_startStream,
                     channel=self.channel,
                     thread_ts=self.thread_ts,
-                    markdown_text=neutralise(text),
                     **kwargs,
                 )
             else:
@@ -139,33 +144,46 @@ class SlackReplyTarget:
 
     async def show(self, text: str, *, part: int) -> None:
         """Post or edit message `part`."""
+        self._raw[part] = text
         if part >= len(self._ts):
-            if self.native and part > 0:
-                await self._stop(part - 1)
-            await self._new_message(text)
-            self._sent[part] = text
+            if self.native:
+                if part > 0:  # the previous message is complete: flush and close it
+                    await self._append(self._raw.get(part - 1, ""), part=part - 1, final=True)
+                    await self._stop(part - 1)
+                await self._new_message("")
+                self._sent[part] = ""
+                await self._append(text, part=part, final=False)
+            else:
+                await self._new_message(text)
+                self._sent[part] = text
             self._placeholder = False
             return
         if self.native:
-            sent = self._sent.get(part, "")
-            delta = text[len(sent) :] if text.startswith(sent) else ""
-            if delta:
-                await call(
-                    self.client.chat_appendStream,
-                    channel=self.channel,
-                    ts=self._ts[part],
-                    markdown_text=neutralise(delta),
-                )
-        else:
-            safe = neutralise(text)
+            await self._append(text, part=part, final=False)
+            return
+        safe = neutralise(text)
+        await call(
+            self.client.chat_update,
+            channel=self.channel,
+            ts=self._ts[part],
+            text=safe[:FALLBACK_CHARS],
+            blocks=blocks(safe),
+        )
+        self._sent[part] = text
+        self._placeholder = False
+
+    async def _append(self, text: str, *, part: int, final: bool) -> None:
+        # _sent holds what the stream shows (already neutralised); append only the new tail.
+        safe = settled(text, final=final)
+        sent = self._sent.get(part, "")
+        if safe.startswith(sent) and len(safe) > len(sent):
             await call(
-                self.client.chat_update,
+                self.client.chat_appendStream,
                 channel=self.channel,
                 ts=self._ts[part],
-                text=safe[:FALLBACK_CHARS],
-                blocks=blocks(safe),
+                markdown_text=safe[len(sent) :],
             )
-        self._sent[part] = text
+            self._sent[part] = safe
         self._placeholder = False
 
     async def _stop(self, part: int) -> None:
@@ -173,13 +191,28 @@ class SlackReplyTarget:
 
     async def finish(self, text: str, *, part: int) -> None:
         """Show the final text (and close a native stream)."""
-        await self.show(text, part=part)
-        if self.native and part < len(self._ts):
+        self._raw[part] = text
+        if self.native:
+            if part >= len(self._ts):
+                await self.show(text, part=part)  # opens it (closing the one before)
+            await self._append(text, part=part, final=True)
             await self._stop(part)
+            return
+        await self.show(text, part=part)
 
     async def fail(self, user_message: str) -> None:
         """Replace the placeholder with the note, or add the note under the reply."""
         note = f":warning: {user_message}"
+        if self.native and self._ts and not self._sent.get(len(self._ts) - 1):
+            # A stream opened by start() that never got text: say why inside it.
+            await call(
+                self.client.chat_appendStream,
+                channel=self.channel,
+                ts=self._ts[-1],
+                markdown_text=note,
+            )
+            await self._stop(len(self._ts) - 1)
+            return
         if self._placeholder and self._ts and not self.native:
             await call(
                 self.client.chat_update,

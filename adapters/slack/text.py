@@ -25,6 +25,19 @@ def neutralise(text: str) -> str:
     return _BARE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
 
 
+_OPEN_TAIL = re.compile(r"(<[^>]*|@\w*)$")
+
+
+def settled(text: str, *, final: bool) -> str:
+    """The neutralised text that is safe to append now: an unfinished `<...` or `@word` at
+    the end is held back until more text shows what it is (it could become <!here>)."""
+    if not final:
+        m = _OPEN_TAIL.search(text)
+        if m:
+            text = text[: m.start()]
+    return neutralise(text)
+
+
 def mentions(text: str, user_id: str) -> bool:
     """True if `text` mentions `user_id`."""
     return any(m.group(1) == user_id for m in _USER.finditer(text))

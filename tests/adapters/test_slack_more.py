@@ -200,3 +200,55 @@ async def test_summarize_latest_files_and_shortcut(svc, fake_slack, fake_gemini)
     await driver.command("/summarize", "", user="U2BOB")
     await asyncio.sleep(0.3)
     assert fake_slack.responses[-1]["text"].startswith("I found no files to summarise")
+
+
+async def test_native_streaming_mode(fake_gemini, fake_slack, tmp_path) -> None:
+    async with slack_service(fake_gemini, fake_slack, tmp_path, SLACK_STREAM_MODE="native") as (
+        service,
+        driver,
+    ):
+        full = "Streaming natively, chunk by chunk, <!here> safely."
+        fake_gemini.enqueue(Reply([full[i : i + 8] for i in range(0, len(full), 8)], delay=0.02))
+        ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} stream please"))
+        await driver.event(ev)
+        await idle(service)
+    start = fake_slack.calls_to("chat.startStream")
+    assert len(start) == 1
+    assert start[0].args["recipient_user_id"] == "U1ADA" and start[0].args["thread_ts"] == ev["ts"]
+    assert (
+        fake_slack.calls_to("chat.appendStream")
+        and len(fake_slack.calls_to("chat.stopStream")) == 1
+    )
+    assert fake_slack.calls_to("chat.update") == []
+    [msg] = fake_slack.bot_messages(C, ev["ts"])
+    assert msg.text == full.replace("<!here>", "@\u200bhere")
+    assert fake_slack.count_429() == 0
+
+
+def test_settled_holds_back_unfinished_tokens() -> None:
+    from adapters.slack.text import settled
+
+    assert settled("hello <!he", final=False) == "hello "
+    assert settled("hello <!here> x", final=False) == "hello @\u200bhere x"
+    assert settled("ping @ever", final=False) == "ping "
+    assert settled("ping @everyone", final=True) == "ping @\u200beveryone"
+    assert settled("a < b", final=False) == "a "
+
+
+async def test_native_streaming_long_reply_spans_messages(
+    fake_gemini, fake_slack, tmp_path
+) -> None:
+    async with slack_service(fake_gemini, fake_slack, tmp_path, SLACK_STREAM_MODE="native") as (
+        service,
+        driver,
+    ):
+        full = "\n\n".join(f"Part {i}: " + "streamed words here " * 12 for i in range(100))
+        fake_gemini.enqueue(Reply([full[i : i + 700] for i in range(0, len(full), 700)]))
+        ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} long stream"))
+        await driver.event(ev)
+        await idle(service, limit=60)
+    msgs = fake_slack.bot_messages(C, ev["ts"])
+    assert len(msgs) >= 3
+    assert len(fake_slack.calls_to("chat.stopStream")) == len(msgs)
+    assert "\n\n".join(m.text for m in msgs).split() == full.split()
+    assert fake_slack.count_429() == 0
