@@ -113,8 +113,7 @@ class SlackAdapter:
         if self.app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-            self._socket = AsyncSocketModeHandler(self.app, self.app_token)
-            self._socket.client.web_client = self.client
+            self._socket = AsyncSocketModeHandler(self.app, self.app_token, web_client=self.client)
             await self._socket.connect_async()
         self._connected = True
         log.info(

@@ -18,19 +18,19 @@ from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver
 async def slack_service(
     gemini: FakeGemini, slack: FakeSlack, data: Path, **overrides: Any
 ) -> AsyncIterator[tuple[Service, SlackDriver]]:
-    settings = load_settings(
-        _env_file=None,
-        GEMINI_API_KEY=API_KEY,
-        GEMINI_BASE_URL=gemini.base_url,
-        GEMINI_MODEL="gemini-test",
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        DATA_DIR=data,
-        HTTP_PORT=0,
-        SHUTDOWN_GRACE_SECONDS=5,
+    values: dict[str, Any] = {
+        "GEMINI_API_KEY": API_KEY,
+        "GEMINI_BASE_URL": gemini.base_url,
+        "GEMINI_MODEL": "gemini-test",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "DATA_DIR": data,
+        "HTTP_PORT": 0,
+        "SHUTDOWN_GRACE_SECONDS": 5,
         **overrides,
-    )
+    }
+    settings = load_settings(_env_file=None, **values)
     service = Service(settings)
     await service.start()
     driver = SlackDriver(slack, f"http://127.0.0.1:{service.http.port}/slack/events")

@@ -5,6 +5,7 @@ commands and shortcuts to the service over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -19,6 +20,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 BOT_TOKEN = "xoxb-fake-bot-token"
+APP_TOKEN = "xapp-fake-app-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
@@ -107,6 +109,10 @@ class FakeSlack:
         self.forced_429: dict[str, int] = defaultdict(int)
         self.files_scope = True  # False: downloads get the login page, as without files:read
         self._ts = itertools.count(1)
+        self._envelopes = itertools.count(1)
+        self.sockets: list[web.WebSocketResponse] = []
+        self.acks: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
@@ -118,6 +124,7 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # slack-sdk reads with GET + query
         app.router.add_get("/files/{id}/{name}", self._download)
         app.router.add_post("/response/{id}", self._response)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -130,6 +137,8 @@ class FakeSlack:
         return f"{self.base_url}/api/"
 
     async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -221,7 +230,8 @@ class FakeSlack:
         args = await self._args(request)
         call = Call(method, args, time.monotonic())
         self.calls.append(call)
-        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+        token = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if request.headers.get("Authorization") != f"Bearer {token}":
             call.error = "invalid_auth"
             return self._err("invalid_auth")
         limit = self.limits.get(method)
@@ -261,6 +271,52 @@ class FakeSlack:
         if not text and not blocks and not args.get("markdown_text"):
             return "no_text"
         return None
+
+    async def _apps_connections_open(self, args: dict[str, Any]) -> web.Response:
+        return self._ok(url=self.base_url.replace("http://", "ws://") + "/socket")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.sockets),
+                "connection_info": {"app_id": "A0APP"},
+            }
+        )
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            eid = data.get("envelope_id")
+            if eid:
+                self.acks[eid] = (time.monotonic(), data)
+                waiter = self._ack_waiters.pop(eid, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(data)
+        self.sockets.remove(ws)
+        return ws
+
+    async def push(
+        self, kind: str, payload: dict[str, Any], *, timeout_s: float = 3.0
+    ) -> dict[str, Any]:
+        """Send a Socket Mode envelope; returns the ack, which must come within Slack's 3 s."""
+        eid = f"env-{next(self._envelopes)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._ack_waiters[eid] = fut
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": eid,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return await asyncio.wait_for(fut, timeout_s)
 
     async def _auth_test(self, args: dict[str, Any]) -> web.Response:
         return self._ok(
