@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFiles
@@ -38,6 +40,13 @@ log = logging.getLogger(__name__)
 
 HANDLED_SUBTYPES = {None, "file_share", "thread_broadcast"}
 THREAD_CONTEXT_LIMIT = 50
+THINKING = "is thinking…"
+TITLE_CHARS = 80
+SUGGESTED_PROMPTS = [
+    {"title": "Summarise a file", "message": "Summarise the file I am about to attach."},
+    {"title": "Explain some code", "message": "Explain what this code does and spot any bugs:"},
+    {"title": "Improve my writing", "message": "+editor Make this clearer and shorter:"},
+]
 HELP = [
     ("@gemini question", "ask in a thread; reply in the thread to go on"),
     ("@gemini +persona question", "use a persona for this thread"),
@@ -136,6 +145,11 @@ class SlackAdapter:
 
     def _register(self) -> None:
         app = self.app
+        # The assistant view (DM threads): status while thinking, suggested prompts, titles.
+        assistant = AsyncAssistant()
+        assistant.thread_started(self._assistant_started)
+        assistant.user_message(self._assistant_message)
+        app.use(assistant)
         app.event("app_mention")(self._on_event)
         app.event("message")(self._on_event)
         app.command("/summarize")(self._cmd_summarize)
@@ -151,21 +165,55 @@ class SlackAdapter:
             self.bot_user = str(context.get("bot_user_id") or "")
             self.team = str(context.get("team_id") or "")
 
+    # -- assistant view ----------------------------------------------------
+
+    async def _assistant_started(self, set_suggested_prompts: Any) -> None:
+        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+
+    async def _assistant_message(
+        self,
+        payload: dict[str, Any],
+        body: dict[str, Any],
+        context: Any,
+        set_status: Any,
+        set_title: Any,
+    ) -> None:
+        async def thinking() -> None:
+            await set_status(THINKING)
+
+        key = ThreadKey(
+            "slack",
+            str(payload.get("team") or body.get("team_id") or self.team),
+            str(payload.get("channel")),
+            str(payload.get("thread_ts") or payload.get("ts")),
+        )
+        first = await self.engine.store.get_conversation(key) is None
+        if await self._on_event(payload, body, context, on_start=thinking) and first:
+            title = readable(str(payload.get("text") or ""), bot_user=self.bot_user, names={})
+            await set_title(title[:TITLE_CHARS] or "New chat")
+
     # -- messages ----------------------------------------------------------
 
-    async def _on_event(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+    async def _on_event(
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: Any,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Hand a message to the engine if the bot should answer it; True if it did."""
         await self._ensure_identity(context)
         if (
             event.get("subtype") not in HANDLED_SUBTYPES
             or event.get("bot_id")
             or event.get("bot_profile")
         ):
-            return
+            return False
         user = event.get("user")
         channel = event.get("channel")
         ts = event.get("ts")
         if not user or not channel or not ts or user == self.bot_user:
-            return
+            return False
         team = str(event.get("team") or body.get("team_id") or self.team)
         text = str(event.get("text") or "")
         is_dm = event.get("channel_type") == "im" or str(channel).startswith("D")
@@ -175,14 +223,14 @@ class SlackAdapter:
         key = ThreadKey("slack", team, str(channel), root)
         if not is_dm and not mentioned:
             if not thread_ts or self.require_mention:
-                return
+                return False
             if await self.engine.store.get_conversation(key) is None:
-                return  # a thread the bot is not part of
+                return False  # a thread the bot is not part of
         if not self.access.allows("slack", str(user), str(channel)):
-            return
+            return False
         # Both app_mention and message arrive for one mention, and Slack retries: once only.
         if not await self.engine.store.mark_event("slack", f"{channel}:{ts}"):
-            return
+            return False
         persona, text = take_persona(text) if mentioned else (None, text)
         persona, text = self._persona_from(text, persona)
         context_text = ""
@@ -200,7 +248,9 @@ class SlackAdapter:
             event_id=str(body.get("event_id") or ""),
             persona=persona,
         )
-        self.engine.submit(message, self._target(team, str(channel), root, str(user)))
+        target = self._target(team, str(channel), root, str(user), on_start=on_start)
+        self.engine.submit(message, target)
+        return True
 
     def _persona_from(self, text: str, persona: str | None) -> tuple[str | None, str]:
         # "<@BOT> +coder ..." : the persona comes after the mention.
@@ -211,7 +261,14 @@ class SlackAdapter:
                 return picked, rest
         return persona, text
 
-    def _target(self, team: str, channel: str, thread_ts: str, user: str) -> SlackReplyTarget:
+    def _target(
+        self,
+        team: str,
+        channel: str,
+        thread_ts: str,
+        user: str,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> SlackReplyTarget:
         return SlackReplyTarget(
             client=self.client,
             scheduler=self.engine.scheduler,
@@ -220,6 +277,7 @@ class SlackAdapter:
             thread_ts=thread_ts,
             native=self.native_streaming,
             recipient_user=user,
+            on_start=on_start,
         )
 
     async def _thread_context(self, channel: str, thread_ts: str, before_ts: str) -> str:

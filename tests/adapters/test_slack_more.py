@@ -252,3 +252,40 @@ async def test_native_streaming_long_reply_spans_messages(
     assert len(fake_slack.calls_to("chat.stopStream")) == len(msgs)
     assert "\n\n".join(m.text for m in msgs).split() == full.split()
     assert fake_slack.count_429() == 0
+
+
+async def test_assistant_view_status_prompts_and_title(svc, fake_slack, fake_gemini) -> None:
+    service, driver = svc
+    d = "D0ASSIST"
+    root_ts = fake_slack.next_ts()
+    started = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": "U1ADA",
+            "channel_id": d,
+            "thread_ts": root_ts,
+            "context": {},
+        },
+        "event_ts": root_ts,
+    }
+    await driver.event(started)
+    fake_gemini.enqueue(Reply(["Here is ", "the plan."], first_delay=0.2))
+    msg = driver.message(d, "U1ADA", "Plan my week please", thread_ts=root_ts, channel_type="im")
+    await driver.event(msg)
+    await idle(service)
+    prompts = fake_slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert len(prompts) == 1 and len(prompts[0].args["prompts"]) == 3
+    status = fake_slack.calls_to("assistant.threads.setStatus")
+    assert status and status[0].args["status"] == "is thinking…"
+    assert status[0].args["thread_ts"] == root_ts
+    first_post = fake_slack.calls_to("chat.postMessage")[0]
+    assert status[0].at < first_post.at  # the status came first, no placeholder
+    assert [m.visible() for m in fake_slack.bot_messages(d, root_ts)] == ["Here is the plan."]
+    titles = fake_slack.calls_to("assistant.threads.setTitle")
+    assert [t.args["title"] for t in titles] == ["Plan my week please"]
+    # A second message in the same assistant thread continues it and keeps the title.
+    more = driver.message(d, "U1ADA", "and next week?", thread_ts=root_ts, channel_type="im")
+    await driver.event(more)
+    await idle(service)
+    assert len(fake_slack.calls_to("assistant.threads.setTitle")) == 1
+    assert fake_gemini.generate_requests()[-1].texts()[0] == "[Ada] Plan my week please"
