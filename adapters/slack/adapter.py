@@ -150,8 +150,8 @@ class SlackAdapter:
         assistant.thread_started(self._assistant_started)
         assistant.user_message(self._assistant_message)
         app.use(assistant)
-        app.event("app_mention")(self._on_event)
-        app.event("message")(self._on_event)
+        app.event("app_mention")(self._on_message_event)
+        app.event("message")(self._on_message_event)
         app.command("/summarize")(self._cmd_summarize)
         app.command("/persona")(self._cmd_persona)
         app.command("/forget")(self._cmd_forget)
@@ -193,6 +193,12 @@ class SlackAdapter:
             await set_title(title[:TITLE_CHARS] or "New chat")
 
     # -- messages ----------------------------------------------------------
+
+    async def _on_message_event(
+        self, event: dict[str, Any], body: dict[str, Any], context: Any
+    ) -> None:
+        # Bolt passes listener arguments by name, so the listener takes exactly these.
+        await self._on_event(event, body, context)
 
     async def _on_event(
         self,

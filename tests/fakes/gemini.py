@@ -11,7 +11,9 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,6 +139,9 @@ class FakeGemini:
         self.processing_polls = 1
         self.file_lifetime = timedelta(hours=48)
         self.echo_delay = 0.0
+        self.first_chunk_at: dict[str, float] = {}  # first text chunk -> when it was sent
+        # With nothing scripted: answer from the request (default: echo the last text).
+        self.responder: Callable[[Recorded], Reply] | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -253,6 +258,8 @@ class FakeGemini:
     def _next(self, rec: Recorded) -> Reply | Fault:
         if self.script:
             return self.script.popleft()
+        if self.responder is not None:
+            return self.responder(rec)
         texts = rec.texts()
         last = texts[-1] if texts else ""
         return Reply(_words(f"echo: {last}"), delay=self.echo_delay)
@@ -317,6 +324,8 @@ class FakeGemini:
             for i, c in enumerate(item.chunks):
                 if i and item.delay:
                     await asyncio.sleep(item.delay)
+                if i == 0:
+                    self.first_chunk_at[c] = time.monotonic()
                 last = i == len(item.chunks) - 1
                 await send(
                     self._chunk(

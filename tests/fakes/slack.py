@@ -107,6 +107,7 @@ class FakeSlack:
             "chat.appendStream": (100 / 60, 10, "team"),
         }
         self.forced_429: dict[str, int] = defaultdict(int)
+        self.channel_team: dict[str, str] = {}  # channel -> workspace, for per-team limits
         self.files_scope = True  # False: downloads get the login page, as without files:read
         self._ts = itertools.count(1)
         self._envelopes = itertools.count(1)
@@ -242,7 +243,11 @@ class FakeSlack:
                 wait = 1.0
             elif limit is not None:
                 rate, burst, scope = limit
-                key = (method, str(args.get("channel")) if scope == "channel" else TEAM)
+                channel = str(args.get("channel"))
+                key = (
+                    method,
+                    channel if scope == "channel" else self.channel_team.get(channel, TEAM),
+                )
                 bucket = self.buckets.setdefault(key, Bucket(rate, burst))
                 wait = bucket.take()
             if wait > 0:
