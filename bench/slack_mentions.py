@@ -144,7 +144,8 @@ def main() -> dict[str, Any]:
     lines = []
     for name, r in results.items():
         lines.append(
-            f"| {name} | {r['mentions']} | {r['answered_completely']} | {r['lost']} | {r['received_429']} | "
+            f"| {name} | {r['mentions']} | {r['answered_completely']} | {r['lost']} | "
+            f"{r['received_429']} | "
             f"{r['sign']['median_ms']} / {r['sign']['p99_ms']} | "
             f"{r['chunk_to_text']['median_ms']} / {r['chunk_to_text']['p99_ms']} | "
             f"{r['final']['median_ms']} / {r['final']['max_ms']} | {r['web_api_calls_per_reply']} |"
@@ -157,7 +158,8 @@ def main() -> dict[str, Any]:
         "Web API calls per reply |\n|---|---:|---:|---:|---:|---|---|---|---:|\n"
         + "\n".join(lines)
         + f"\n\nOne channel crowd: placeholder k came after the earliest moment Slack's "
-        f"chat.postMessage limit allowed it by {crowd['mean_s']} s on average, {crowd['max_s']} s at worst."
+        f"chat.postMessage limit allowed it by {crowd['mean_s']} s on average, "
+        f"{crowd['max_s']} s at worst."
     )
     for r in results.values():
         r.pop("rows")

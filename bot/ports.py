@@ -191,6 +191,9 @@ class Budget:
     rate: float
     burst: int = 1
     parent: Budget | None = None
+    # Tokens kept for urgent calls (a reply's first text, finals): intermediate edits wait
+    # while the bucket holds no more than this.
+    reserve: int = 0
 
 
 class ReplyTarget(Protocol):

@@ -60,6 +60,11 @@ class TokenBucket:
             wait = max(wait, self.parent.delay())
         return wait
 
+    def available(self) -> float:
+        """Tokens in the bucket now."""
+        self._refill(self.clock.now())
+        return self.tokens
+
     def take(self) -> None:
         """Spend one token (call only when delay() is 0)."""
         self.tokens -= 1
@@ -161,6 +166,10 @@ class ReplyStream:
             return _Op("show", last, self.tail)
         return None
 
+    def urgent(self, op: _Op) -> bool:
+        """First text of a message, a finished message, or the end: never held back."""
+        return op.kind != "show" or op.part not in self._shown or op.part < len(self.frozen)
+
     def has_work(self) -> bool:
         """True when a call is needed and none is in flight."""
         return not self._in_flight and self.next_op() is not None
@@ -240,16 +249,41 @@ class _Lane:
             if wait > 0:
                 await clock.sleep(wait)
                 continue
-            reply = self.queue.popleft()
-            reply.queued = False
-            op = reply.next_op() if not reply._in_flight else None
-            if op is None:
-                reply._check_done()
+            picked = self._pick()
+            if picked is None:
+                # Only intermediate edits are waiting and the reserve is all that is left.
+                need = self.bucket.budget.reserve + 1 - self.bucket.available()
+                await clock.sleep(max(need / self.bucket.budget.rate, 0.001))
                 continue
+            reply, op = picked
             self.bucket.take()
             task = asyncio.create_task(self._call(reply, op))
             self.calls.add(task)
             task.add_done_callback(self.calls.discard)
+
+    def _pick(self) -> tuple[ReplyStream, _Op] | None:
+        """The first reply in line with an urgent call; else the first in line, if the
+        bucket holds more than the reserve. Finished or busy replies leave the queue."""
+        spare = self.bucket.available() >= self.bucket.budget.reserve + 1
+        chosen: tuple[ReplyStream, _Op] | None = None
+        for reply in list(self.queue):
+            op = reply.next_op() if not reply._in_flight else None
+            if op is None:
+                self.queue.remove(reply)
+                reply.queued = False
+                reply._check_done()
+                continue
+            if reply.urgent(op):
+                chosen = (reply, op)
+                break
+            if spare and chosen is None:
+                chosen = (reply, op)
+                if self.bucket.budget.reserve == 0:
+                    break
+        if chosen is not None:
+            self.queue.remove(chosen[0])
+            chosen[0].queued = False
+        return chosen
 
     async def _call(self, reply: ReplyStream, op: _Op) -> None:
         try:
