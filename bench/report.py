@@ -22,7 +22,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
-    """Median, p99, mean and max of seconds, in milliseconds."""
+    """Median, p99, mean and max of seconds, in milliseconds (NaN when there are none)."""
+    if not values:
+        return dict.fromkeys(("median_ms", "p99_ms", "mean_ms", "max_ms"), float("nan"))
     return {
         "median_ms": round(statistics.median(values) * 1000, 3),
         "p99_ms": round(pct(values, 99) * 1000, 3),

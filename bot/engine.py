@@ -157,7 +157,10 @@ class ConversationEngine:
         if not self.accepting:
             await self._quiet_fail(target, "The bot is restarting; please try again in a minute.")
             return TurnResult("rejected", "")
-        await target.start()
+        try:
+            await target.start()
+        except Exception as exc:  # no placeholder is no reason not to answer
+            log.warning("start of reply on %s failed: %r", message.key, exc)
         async with self._locks.hold(message.key):
             try:
                 return await self._turn(message, target)

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -85,14 +86,26 @@ class SlackAdapter:
         self.require_mention = require_mention
         self.client = AsyncWebClient(token=bot_token, base_url=api_url or "https://slack.com/api/")
         self.files = SlackFiles(client=self.client, token=bot_token, max_bytes=max_file_bytes)
+        self._bot_token = bot_token
+        self._identity: asyncio.Future[None] | None = None
+
+        async def authorize(context: Any) -> AuthorizeResult:
+            # Bolt reads this function's parameter names, so it is a plain function.
+            return await self._authorize()
+
         self.app = AsyncApp(
             client=self.client,
+            # Our own authorize: one auth.test for the process, not one per concurrent request.
+            authorize=authorize,
             signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
             request_verification_enabled=app_token is None,
         )
         self.bot_user = ""
         self.team = ""
         self._names: dict[str, str] = {}
+        self._name_lookups: dict[str, asyncio.Future[str]] = {}
+        self._preparing = 0
+        self.bot_id = ""
         self._connected = False
         self._stopped = asyncio.Event()
         self._socket: Any = None
@@ -114,11 +127,36 @@ class SlackAdapter:
 
         app.router.add_post(path, events)
 
+    async def _identify(self) -> None:
+        """auth.test, once per process (concurrent callers share the one call)."""
+        if self._identity is None:
+
+            async def identify() -> None:
+                auth = await self.client.auth_test()
+                self.bot_user = str(auth["user_id"])
+                self.bot_id = str(auth.get("bot_id") or "")
+                self.team = str(auth["team_id"])
+
+            self._identity = asyncio.ensure_future(identify())
+        try:
+            await asyncio.shield(self._identity)
+        except Exception:
+            self._identity = None  # let the next caller try again
+            raise
+
+    async def _authorize(self) -> AuthorizeResult:
+        await self._identify()
+        return AuthorizeResult(
+            enterprise_id=None,
+            team_id=self.team,
+            bot_user_id=self.bot_user,
+            bot_id=self.bot_id,
+            bot_token=self._bot_token,
+        )
+
     async def run(self) -> None:
         """Identify the bot, then serve until aclose()."""
-        auth = await self.client.auth_test()
-        self.bot_user = str(auth["user_id"])
-        self.team = str(auth["team_id"])
+        await self._identify()
         if self.app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
@@ -200,6 +238,11 @@ class SlackAdapter:
         # Bolt passes listener arguments by name, so the listener takes exactly these.
         await self._on_event(event, body, context)
 
+    @property
+    def preparing(self) -> int:
+        """Messages acknowledged to Slack but not yet handed to the engine."""
+        return self._preparing
+
     async def _on_event(
         self,
         event: dict[str, Any],
@@ -208,6 +251,19 @@ class SlackAdapter:
         on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
         """Hand a message to the engine if the bot should answer it; True if it did."""
+        self._preparing += 1
+        try:
+            return await self._prepare(event, body, context, on_start)
+        finally:
+            self._preparing -= 1
+
+    async def _prepare(
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: Any,
+        on_start: Callable[[], Awaitable[None]] | None,
+    ) -> bool:
         await self._ensure_identity(context)
         if (
             event.get("subtype") not in HANDLED_SUBTYPES
@@ -237,24 +293,31 @@ class SlackAdapter:
         # Both app_mention and message arrive for one mention, and Slack retries: once only.
         if not await self.engine.store.mark_event("slack", f"{channel}:{ts}"):
             return False
-        persona, text = take_persona(text) if mentioned else (None, text)
-        persona, text = self._persona_from(text, persona)
-        context_text = ""
-        if mentioned and thread_ts and await self.engine.store.get_conversation(key) is None:
-            context_text = await self._thread_context(str(channel), str(thread_ts), str(ts))
-        names = await self._names_for([str(user), *user_ids(text)])
-        body_text = readable(text, bot_user=self.bot_user, names=names)
-        if context_text:
-            body_text = f"{context_text}\n\n{body_text}"
-        message = IncomingMessage(
-            key=key,
-            author=Author(str(user), names.get(str(user), str(user))),
-            text=body_text,
-            attachments=tuple(self.files.attachment(f) for f in event.get("files") or []),
-            event_id=str(body.get("event_id") or ""),
-            persona=persona,
-        )
         target = self._target(team, str(channel), root, str(user), on_start=on_start)
+        target.begin()  # the placeholder goes out while we read names and the thread
+        try:
+            persona, text = take_persona(text) if mentioned else (None, text)
+            persona, text = self._persona_from(text, persona)
+            context_text = ""
+            if mentioned and thread_ts and await self.engine.store.get_conversation(key) is None:
+                context_text = await self._thread_context(str(channel), str(thread_ts), str(ts))
+            names = await self._names_for([str(user), *user_ids(text)])
+            body_text = readable(text, bot_user=self.bot_user, names=names)
+            if context_text:
+                body_text = f"{context_text}\n\n{body_text}"
+            message = IncomingMessage(
+                key=key,
+                author=Author(str(user), names.get(str(user), str(user))),
+                text=body_text,
+                attachments=tuple(self.files.attachment(f) for f in event.get("files") or []),
+                event_id=str(body.get("event_id") or ""),
+                persona=persona,
+            )
+        except Exception:
+            log.exception("slack: could not prepare message %s in %s", ts, channel)
+            await target.start()
+            await target.fail("Something went wrong reading this message. Please try again.")
+            return False
         self.engine.submit(message, target)
         return True
 
@@ -309,20 +372,31 @@ class SlackAdapter:
         return "Earlier in this thread:\n" + "\n".join(lines) + "\n\nNow:"
 
     async def _names_for(self, ids: list[str]) -> dict[str, str]:
+        """Display names; concurrent lookups of one user share one users.info call."""
+        tasks: dict[str, asyncio.Future[str]] = {}
         for uid in {i for i in ids if i and i not in self._names}:
-            try:
-                info = (await self.client.users_info(user=uid))["user"]
-                profile = info.get("profile", {})
-                self._names[uid] = (
-                    profile.get("display_name")
-                    or profile.get("real_name")
-                    or info.get("real_name")
-                    or info.get("name")
-                    or uid
-                )
-            except Exception:
-                self._names[uid] = uid
+            task = self._name_lookups.get(uid)
+            if task is None:
+                task = self._name_lookups[uid] = asyncio.ensure_future(self._lookup_name(uid))
+            tasks[uid] = task  # held here: another caller may drop it from the map first
+        for uid, task in tasks.items():
+            self._names[uid] = await asyncio.shield(task)
+            self._name_lookups.pop(uid, None)
         return {i: self._names.get(i, i) for i in ids}
+
+    async def _lookup_name(self, uid: str) -> str:
+        try:
+            info = (await self.client.users_info(user=uid))["user"]
+        except Exception:
+            return uid
+        profile = info.get("profile", {})
+        return str(
+            profile.get("display_name")
+            or profile.get("real_name")
+            or info.get("real_name")
+            or info.get("name")
+            or uid
+        )
 
     # -- commands ----------------------------------------------------------
 

@@ -3,6 +3,7 @@ chat.startStream / appendStream / stopStream."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -93,14 +94,25 @@ class SlackReplyTarget:
         self._raw: dict[int, str] = {}  # per message: the latest text asked for
         self._on_start = on_start
         self._placeholder = False
+        self._starting: asyncio.Future[None] | None = None
 
     @property
     def message_ids(self) -> Sequence[str]:
         """The ts of every message of this reply."""
         return list(self._ts)
 
+    def begin(self) -> None:
+        """Start showing a sign now, without waiting (start() then waits for it)."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+
     async def start(self) -> None:
         """A visible sign at once: the assistant status, or a placeholder message."""
+        self.begin()
+        assert self._starting is not None
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         if self._on_start is not None:
             await self._on_start()
             return

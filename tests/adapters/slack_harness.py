@@ -51,7 +51,23 @@ async def until(cond: Callable[[], bool], limit: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def idle(service: Service, limit: float = 30.0) -> None:
-    """Wait until no turn is in flight."""
-    await asyncio.sleep(0.05)
-    await until(lambda: service.engine.in_flight == 0, limit)
+async def idle(service: Service, limit: float = 30.0, quiet: float = 0.3) -> None:
+    """Wait until nothing is being prepared or answered, for `quiet` seconds in a row
+    (Bolt acknowledges an event before its listener starts, so one look is not enough)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    calm_since: float | None = None
+    while True:
+        busy = service.engine.in_flight > 0 or any(
+            getattr(a, "preparing", 0) for a in service.adapters
+        )
+        now = loop.time()
+        if busy:
+            calm_since = None
+        elif calm_since is None:
+            calm_since = now
+        elif now - calm_since >= quiet:
+            return
+        if now > end:
+            raise AssertionError("service still busy")
+        await asyncio.sleep(0.01)

@@ -50,6 +50,19 @@ async def test_ten_replies_at_once_share_the_budget_without_429(
         if c.status == 429
     ]
     assert limited == []
+    errors = [(c.method, c.error) for c in fake_slack.calls if c.error and c.method != "users.info"]
+    assert errors == []
+    for e in events:
+        msgs = fake_slack.bot_messages(e["channel"], e["ts"])
+        assert len(msgs) == 1, [(m.ts, m.history) for m in msgs]
+        assert msgs[0].visible() != "_Thinking…_", (
+            msgs[0].history,
+            [
+                (c.method, c.args.get("ts"), str(c.args.get("text"))[:20], c.status)
+                for c in fake_slack.calls
+                if c.args.get("channel") == e["channel"]
+            ],
+        )
     shown = sorted(fake_slack.bot_messages(e["channel"], e["ts"])[0].visible() for e in events)
     assert shown == sorted(t.strip() for t in texts) or shown == sorted(texts)
 
