@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from tests.fakes.slack import BOT_USER, FakeSlack
 C = "C1GEN"
 MENTION = f"<@{BOT_USER}>"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
-
-
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

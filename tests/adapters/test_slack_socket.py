@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.adapters.slack_harness import idle, slack_service, until
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.slack import APP_TOKEN, BOT_USER, TEAM, FakeSlack
 
 C = "C1GEN"
-
-
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 async def test_socket_mode_events_and_commands(
