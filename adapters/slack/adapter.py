@@ -198,11 +198,6 @@ class SlackAdapter:
         app.shortcut("summarize_attachments")(self._shortcut_summarize)
         app.shortcut("forget_thread")(self._shortcut_forget)
 
-    async def _ensure_identity(self, context: Any) -> None:
-        if not self.bot_user:
-            self.bot_user = str(context.get("bot_user_id") or "")
-            self.team = str(context.get("team_id") or "")
-
     # -- assistant view ----------------------------------------------------
 
     async def _assistant_started(self, set_suggested_prompts: Any) -> None:
@@ -264,7 +259,6 @@ class SlackAdapter:
         context: Any,
         on_start: Callable[[], Awaitable[None]] | None,
     ) -> bool:
-        await self._ensure_identity(context)
         if (
             event.get("subtype") not in HANDLED_SUBTYPES
             or event.get("bot_id")

@@ -70,6 +70,22 @@ class Message:
     files: list[dict[str, Any]] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
 
+    def as_api(self, *, in_thread: bool) -> dict[str, Any]:
+        """The message as conversations.replies / conversations.history return it."""
+        out: dict[str, Any] = {
+            "type": "message",
+            "user": self.user,
+            "text": self.text,
+            "ts": self.ts,
+        }
+        if in_thread:
+            out["thread_ts"] = self.thread_ts or self.ts
+        if self.bot_id:
+            out["bot_id"] = self.bot_id
+        if self.files:
+            out["files"] = self.files
+        return out
+
     def visible(self) -> str:
         for b in self.blocks:
             if b.get("type") == "markdown":
@@ -400,21 +416,7 @@ class FakeSlack:
 
     async def _conversations_replies(self, args: dict[str, Any]) -> web.Response:
         msgs = self.thread(str(args["channel"]), str(args["ts"]))
-        return self._ok(
-            messages=[
-                {
-                    "type": "message",
-                    "user": m.user,
-                    "text": m.text,
-                    "ts": m.ts,
-                    "thread_ts": m.thread_ts or m.ts,
-                    **({"bot_id": m.bot_id} if m.bot_id else {}),
-                    **({"files": m.files} if m.files else {}),
-                }
-                for m in msgs
-            ],
-            has_more=False,
-        )
+        return self._ok(messages=[m.as_api(in_thread=True) for m in msgs], has_more=False)
 
     async def _conversations_history(self, args: dict[str, Any]) -> web.Response:
         channel = str(args["channel"])
@@ -422,19 +424,7 @@ class FakeSlack:
             (m for m in self.messages.values() if m.channel == channel and m.thread_ts is None),
             key=lambda m: -float(m.ts),
         )
-        return self._ok(
-            messages=[
-                {
-                    "type": "message",
-                    "user": m.user,
-                    "text": m.text,
-                    "ts": m.ts,
-                    **({"files": m.files} if m.files else {}),
-                }
-                for m in msgs
-            ],
-            has_more=False,
-        )
+        return self._ok(messages=[m.as_api(in_thread=False) for m in msgs], has_more=False)
 
     async def _users_info(self, args: dict[str, Any]) -> web.Response:
         user = self.users.get(str(args.get("user")))
