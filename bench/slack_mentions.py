@@ -2,12 +2,17 @@
 
 The fake Slack enforces Slack's limits (chat.postMessage ~1/s per channel, burst 3;
 chat.update 50/min per workspace, burst 5). The fake model streams 600 characters in 30
-chunks 50 ms apart. Times come from one monotonic clock shared by the fakes.
+chunks 50 ms apart. The service runs as `gemini-bot run` in its own process, as deployed;
+the fakes and the event driver share this one. Times come from the system's monotonic
+clock (CLOCK_MONOTONIC), which both processes read. One unmeasured mention warms the
+service first: a running service is warm; the cold first mention is reported apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -15,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench.report import pct, summary_ms, write
-from tests.adapters.slack_harness import idle, slack_service
-from tests.fakes.gemini import FakeGemini, Reply
-from tests.fakes.slack import BOT_USER, FakeSlack
+from tests.fakes.gemini import API_KEY, FakeGemini, Reply
+from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
 
 CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
 
@@ -69,6 +75,85 @@ def measure(
     return out
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProcess:
+    """`python -m bot run` on the fakes, in its own process."""
+
+    def __init__(self, gemini: FakeGemini, fake: FakeSlack, data: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "GEMINI_API_KEY": API_KEY,
+            "GEMINI_BASE_URL": gemini.base_url,
+            "GEMINI_MODEL": "gemini-test",
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.api_url,
+            "DATA_DIR": str(data),
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+        }
+        self.log = data / "service.log"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.session = aiohttp.ClientSession()
+
+    async def __aenter__(self) -> ServiceProcess:
+        with self.log.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", env=self.env, stdout=log, stderr=log
+            )
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while loop.time() < end:
+            try:
+                async with self.session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                    if r.status == 200:
+                        return self
+            except aiohttp.ClientError:
+                pass
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"service did not start: {self.log.read_text()[-2000:]}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+        await self.session.close()
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    async def metric(self, name: str) -> float:
+        async with self.session.get(f"http://127.0.0.1:{self.port}/metrics") as r:
+            text = await r.text()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
+
+    async def settle(self, turns: float, limit: float) -> None:
+        """Until `turns` turns are done and nothing is in flight."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        while loop.time() < end:
+            done = await self.metric("gemini_bot_turns_total")
+            if done >= turns and await self.metric("gemini_bot_turns_in_flight") == 0:
+                await asyncio.sleep(0.3)  # the final edit may still be on its way
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("service still busy")
+
+
 async def run(n: int, *, channels: int, workspaces: int, spread: float) -> dict[str, Any]:
     gemini, fake = FakeGemini(), FakeSlack()
     await gemini.start()
@@ -76,27 +161,35 @@ async def run(n: int, *, channels: int, workspaces: int, spread: float) -> dict[
     for c in range(channels):
         fake.channel_team[f"C{c:03d}"] = f"T{c % workspaces:03d}"
     sent: dict[str, tuple[float, str, str]] = {}
+    fake.channel_team["CWARM"] = "TWARM"
     with tempfile.TemporaryDirectory() as tmp:
-        async with slack_service(gemini, fake, Path(tmp)) as (service, driver):
+        async with ServiceProcess(gemini, fake, Path(tmp)) as service:
+            driver = SlackDriver(fake, service.events_url)
             # Each mention "q17" gets reply R017, whatever order the requests arrive in.
             gemini.responder = lambda rec: reply_for(int(rec.texts()[-1].rsplit("q", 1)[1]))
 
-            async def mention(i: int) -> None:
-                channel = f"C{i % channels:03d}"
+            async def mention(i: int, channel: str, measured: bool = True) -> None:
                 ev = driver.as_mention(driver.message(channel, "U1ADA", f"<@{BOT_USER}> q{i}"))
                 ev["team"] = fake.channel_team[channel]
-                sent[f"R{i:03d}"] = (time.monotonic(), channel, ev["ts"])
+                if measured:
+                    sent[f"R{i:03d}"] = (time.monotonic(), channel, ev["ts"])
                 await driver.event(ev)
 
+            await mention(999, "CWARM", measured=False)
+            await service.settle(1, limit=60)
+            skip = len(fake.calls)
             if spread:
                 for i in range(n):
-                    await mention(i)
-                    await idle(service, limit=120)
+                    await mention(i, f"C{i % channels:03d}")
+                    await service.settle(i + 2, limit=120)
             else:
-                await asyncio.gather(*(mention(i) for i in range(n)))
-                await idle(service, limit=600)
+                await asyncio.gather(*(mention(i, f"C{i % channels:03d}") for i in range(n)))
+                await service.settle(n + 1, limit=600)
+            await driver.close()
         rows = measure(fake, gemini, sent)
-        api_calls = len([c for c in fake.calls if c.method not in ("auth.test", "users.info")])
+        api_calls = len(
+            [c for c in fake.calls[skip:] if c.method not in ("auth.test", "users.info")]
+        )
         result = {
             "mentions": n,
             "channels": channels,

@@ -14,10 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_token_skipped
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -59,6 +61,10 @@ HELP = [
 ]
 
 
+def _drop_token_skipped(record: logging.LogRecord) -> bool:
+    return record.getMessage() != warning_token_skipped()
+
+
 class SlackAdapter:
     """One Slack app (one workspace) on the shared engine."""
 
@@ -93,6 +99,9 @@ class SlackAdapter:
             # Bolt reads this function's parameter names, so it is a plain function.
             return await self._authorize()
 
+        # We pass both a client with our token (for our own calls) and authorize; Bolt warns
+        # at start that it will not use the token itself, which is what we want.
+        logging.getLogger("slack_bolt.AsyncApp").addFilter(_drop_token_skipped)
         self.app = AsyncApp(
             client=self.client,
             # Our own authorize: one auth.test for the process, not one per concurrent request.
@@ -156,6 +165,11 @@ class SlackAdapter:
 
     async def run(self) -> None:
         """Identify the bot, then serve until aclose()."""
+        if self.client.session is None:
+            # Without a session slack_sdk opens a new connection (and TLS handshake) per call.
+            self.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.client.timeout)
+            )
         await self._identify()
         if self.app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -178,6 +192,8 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()
         await self.files.aclose()
+        if self.client.session is not None:
+            await self.client.session.close()
 
     # -- wiring ------------------------------------------------------------
 

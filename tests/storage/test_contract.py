@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,6 +139,14 @@ async def test_events_deduplicate_and_prune(store) -> None:
     assert await store.prune_events(older_than=datetime.now(UTC) - timedelta(hours=1)) == 0
     assert await store.prune_events(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 2
     assert await store.mark_event("slack", "Ev1")
+
+
+async def test_concurrent_marks_let_exactly_one_caller_through(store) -> None:
+    await store.mark_event("slack", "old")
+    ids = [f"Ev{i % 300}" for i in range(600)] + ["old"]  # each new id twice, in one burst
+    results = await asyncio.gather(*(store.mark_event("slack", i) for i in ids))
+    firsts = [i for i, ok in zip(ids, results, strict=True) if ok]
+    assert sorted(firsts) == sorted({f"Ev{i}" for i in range(300)})
 
 
 async def test_usage_accumulates_per_user_per_day(store) -> None:
