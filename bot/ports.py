@@ -194,6 +194,9 @@ class Budget:
     # Tokens kept for urgent calls (a reply's first text, finals): intermediate edits wait
     # while the bucket holds no more than this.
     reserve: int = 0
+    # When set: at most `burst` calls in any `window` seconds (a sliding window, as Discord
+    # counts), instead of a token bucket, which would let burst + rate * window through.
+    window: float = 0.0
 
 
 class ReplyTarget(Protocol):

@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from bot.clock import Clock, SystemClock
 from bot.errors import PlatformRateLimited
@@ -31,7 +32,7 @@ MAX_CALL_ATTEMPTS = 3
 class TokenBucket:
     """Classic token bucket with an optional parent (e.g. Discord's global limit)."""
 
-    def __init__(self, budget: Budget, clock: Clock, parent: TokenBucket | None = None) -> None:
+    def __init__(self, budget: Budget, clock: Clock, parent: Limiter | None = None) -> None:
         self.budget = budget
         self.clock = clock
         self.parent = parent
@@ -65,6 +66,10 @@ class TokenBucket:
         self._refill(self.clock.now())
         return self.tokens
 
+    def time_until(self, tokens: float) -> float:
+        """Seconds until the bucket holds `tokens`."""
+        return max(0.0, (tokens - self.available()) / self.budget.rate)
+
     def take(self) -> None:
         """Spend one token (call only when delay() is 0)."""
         self.tokens -= 1
@@ -77,6 +82,63 @@ class TokenBucket:
         self.blocked_until = max(self.blocked_until, now + retry_after)
         self.tokens = min(self.tokens, 0.0)
         self.updated = now
+
+
+class SlidingWindow:
+    """At most `burst` calls in any `window` seconds, with an optional parent."""
+
+    # Calls reach the platform a little after we send them, and not evenly late: counting
+    # each call this much later keeps the platform's own window from seeing burst + 1.
+    JITTER = 0.05
+
+    def __init__(self, budget: Budget, clock: Clock, parent: Limiter | None = None) -> None:
+        self.budget = budget
+        self.clock = clock
+        self.parent = parent
+        self.sent: deque[float] = deque()
+        self.blocked_until = 0.0
+
+    def _trim(self, now: float) -> None:
+        while self.sent and self.sent[0] <= now - self.budget.window:
+            self.sent.popleft()
+
+    def delay(self) -> float:
+        """Seconds until a call may be made (0 when one may be made now)."""
+        now = self.clock.now()
+        self._trim(now)
+        wait = max(0.0, self.blocked_until - now)
+        if len(self.sent) >= self.budget.burst:
+            wait = max(wait, self.sent[-self.budget.burst] + self.budget.window - now)
+        if self.parent is not None:
+            wait = max(wait, self.parent.delay())
+        return wait
+
+    def available(self) -> float:
+        """Calls that may be made now."""
+        self._trim(self.clock.now())
+        return float(self.budget.burst - len(self.sent))
+
+    def time_until(self, tokens: float) -> float:
+        """Seconds until `tokens` calls may be made."""
+        now = self.clock.now()
+        self._trim(now)
+        short = int(tokens) - (self.budget.burst - len(self.sent))
+        if short <= 0:
+            return 0.0
+        return max(0.0, self.sent[short - 1] + self.budget.window - now)
+
+    def take(self) -> None:
+        """Count one call (call only when delay() is 0)."""
+        self.sent.append(self.clock.now() + self.JITTER)
+        if self.parent is not None:
+            self.parent.take()
+
+    def penalize(self, retry_after: float) -> None:
+        """A 429: no calls until Retry-After has passed."""
+        self.blocked_until = max(self.blocked_until, self.clock.now() + retry_after)
+
+
+Limiter: TypeAlias = TokenBucket | SlidingWindow
 
 
 @dataclass(slots=True)
@@ -213,7 +275,7 @@ class ReplyStream:
 class _Lane:
     """One budget: a token bucket and a fair queue of replies waiting to be shown."""
 
-    def __init__(self, scheduler: EditScheduler, bucket: TokenBucket) -> None:
+    def __init__(self, scheduler: EditScheduler, bucket: Limiter) -> None:
         self.scheduler = scheduler
         self.bucket = bucket
         self.queue: deque[ReplyStream] = deque()
@@ -252,8 +314,8 @@ class _Lane:
             picked = self._pick()
             if picked is None:
                 # Only intermediate edits are waiting and the reserve is all that is left.
-                need = self.bucket.budget.reserve + 1 - self.bucket.available()
-                await clock.sleep(max(need / self.bucket.budget.rate, 0.001))
+                need = self.bucket.time_until(self.bucket.budget.reserve + 1)
+                await clock.sleep(max(need, 0.001))
                 continue
             reply, op = picked
             self.bucket.take()
@@ -311,14 +373,15 @@ class EditScheduler:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._lanes: dict[str, _Lane] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, Limiter] = {}
         self.rate_limited = 0
 
-    def _bucket(self, budget: Budget) -> TokenBucket:
+    def _bucket(self, budget: Budget) -> Limiter:
         bucket = self._buckets.get(budget.key)
         if bucket is None:
             parent = self._bucket(budget.parent) if budget.parent else None
-            bucket = TokenBucket(budget, self.clock, parent)
+            kind = SlidingWindow if budget.window > 0 else TokenBucket
+            bucket = kind(budget, self.clock, parent)
             self._buckets[budget.key] = bucket
         return bucket
 

@@ -213,3 +213,40 @@ async def test_other_errors_are_retried_then_given_up(clock, scheduler) -> None:
     await clock.advance(1)
     assert reply.delivered and reply.error is None
     assert target.calls[-1].text == "x"
+
+
+async def test_sliding_window_never_lets_more_than_burst_through_any_window(
+    clock, scheduler
+) -> None:
+    # Discord-style: 5 writes in any 5 s. A token bucket of 5 at 1/s would let 9 through.
+    target = RecordingTarget(clock, budget=Budget("ch", rate=1.0, burst=5, window=5.0))
+    reply = scheduler.open(target)
+    for i in range(200):
+        reply.append(f"w{i} ")
+        await clock.advance(0.05)
+    reply.close()
+    await clock.advance(30, step=0.05)
+    assert await reply.wait(0)
+    times = [c.at for c in target.calls]
+    assert len(times) > 6
+    for i in range(len(times) - 5):
+        assert times[i + 5] - times[i] >= 5.0
+    # The window is used: the first five go out at once, not one a second.
+    assert times[4] - times[0] < 1.0
+    assert target.calls[-1].text == "".join(f"w{i} " for i in range(200))
+
+
+async def test_sliding_window_parent_caps_all_channels(clock, scheduler) -> None:
+    global_ = Budget("global", rate=2.0, burst=2, window=1.0)
+    targets = [
+        RecordingTarget(
+            clock, budget=Budget(f"c{i}", rate=1.0, burst=5, window=5.0, parent=global_)
+        )
+        for i in range(4)
+    ]
+    for t in targets:
+        scheduler.open(t).append("x")
+    await clock.advance(0.5)
+    assert sum(len(t.calls) for t in targets) == 2
+    await clock.advance(1.0)
+    assert sum(len(t.calls) for t in targets) == 4
