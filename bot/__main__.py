@@ -149,9 +149,19 @@ def build_adapters(
             slack.mount(http.app)
         adapters.append(slack)
     if settings.DISCORD_TOKEN:
-        raise StartupError(
-            "DISCORD_TOKEN: the Discord adapter is not in this build yet; unset it, "
-            "or use Slack or 'gemini-bot console'"
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(
+            DiscordAdapter(
+                engine=engine,
+                commands=commands,
+                access=access,
+                token=settings.DISCORD_TOKEN.get_secret_value(),
+                api_url=settings.DISCORD_API_URL,
+                gateway_url=settings.DISCORD_GATEWAY_URL,
+                sync_guild=settings.DISCORD_SYNC_GUILD,
+                max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+            )
         )
     return adapters
 

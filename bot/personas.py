@@ -139,3 +139,14 @@ def load_personas(path: Path | None, *, default: str) -> PersonaRegistry:
             raise PersonaFileError(f"PERSONAS_FILE: cannot read {path}: {exc.strerror}") from None
         source = str(path)
     return PersonaRegistry(parse_personas(text, source=source), default=default, source=source)
+
+
+_PICK = re.compile(r"^\s*\+([a-z0-9][a-z0-9_-]{0,31})\b\s*", re.I)
+
+
+def take_persona(text: str) -> tuple[str | None, str]:
+    """'+coder fix this' -> ('coder', 'fix this'): a message may pick its thread's persona."""
+    m = _PICK.match(text)
+    if not m:
+        return None, text
+    return m.group(1).lower(), text[m.end() :]

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     DISCORD_TOKEN: SecretStr | None = None
     DISCORD_API_URL: str | None = None
     DISCORD_GATEWAY_URL: str | None = None
+    # Sync app commands to this guild only (instant, for development) instead of globally.
+    DISCORD_SYNC_GUILD: str | None = None
 
     DATA_DIR: Path = Path("./data")
     DATABASE_URL: str | None = None

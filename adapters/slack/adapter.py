@@ -30,13 +30,13 @@ from adapters.slack.text import (
     neutralise,
     parse_permalink,
     readable,
-    take_persona,
     user_ids,
 )
 from bot.access import AccessPolicy
 from bot.commands import Commands, summarize_prompt
 from bot.engine import ConversationEngine
 from bot.errors import BotError
+from bot.personas import take_persona
 from bot.types import Author, IncomingMessage, ThreadKey
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
 _PERMALINK = re.compile(
     r"https?://[^/\s]+/archives/([CDG][A-Z0-9]+)/p(\d{10})(\d{6})(?:\?[^\s>|]*thread_ts=(\d+\.\d+))?"
 )
-_PERSONA = re.compile(r"^\s*\+([a-z0-9][a-z0-9_-]{0,31})\b\s*", re.I)
 ZWSP = "\u200b"
 
 
@@ -58,14 +57,6 @@ def readable(text: str, *, bot_user: str, names: dict[str, str]) -> str:
 def user_ids(text: str) -> list[str]:
     """User ids mentioned in `text`."""
     return [m.group(1) for m in _USER.finditer(text)]
-
-
-def take_persona(text: str) -> tuple[str | None, str]:
-    """'+coder fix this' -> ('coder', 'fix this')."""
-    m = _PERSONA.match(text)
-    if not m:
-        return None, text
-    return m.group(1).lower(), text[m.end() :]
 
 
 @dataclass(frozen=True, slots=True)

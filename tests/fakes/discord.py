@@ -320,7 +320,9 @@ class FakeDiscord:
         ch = self.channels.get(channel_id, {})
         mid = self.snowflake()
         mentions = [
-            self.users[uid] for uid in self.users if f"<@{uid}>" in content or f"<@!{uid}>" in content
+            self.users[uid]
+            for uid in self.users
+            if f"<@{uid}>" in content or f"<@!{uid}>" in content
         ]
         msg: dict[str, Any] = {
             "id": mid,
@@ -348,7 +350,9 @@ class FakeDiscord:
             msg["message_reference"] = {"message_id": reference, "channel_id": channel_id}
             ref = self.messages.get(channel_id, {}).get(reference)
             if ref is not None:
-                msg["referenced_message"] = {k: v for k, v in ref.items() if k != "allowed_mentions"}
+                msg["referenced_message"] = {
+                    k: v for k, v in ref.items() if k != "allowed_mentions"
+                }
         self.messages.setdefault(channel_id, {})[mid] = msg
         return msg
 
@@ -442,7 +446,11 @@ class FakeDiscord:
             payload["guild_id"] = ch["guild_id"]
             payload["guild_locale"] = "en-US"
             perms = ALL_PERMISSIONS if ADMIN_ROLE in self.member_roles.get(user, []) else "0"
-            payload["member"] = {**self._member(user), "user": self.users[user], "permissions": perms}
+            payload["member"] = {
+                **self._member(user),
+                "user": self.users[user],
+                "permissions": perms,
+            }
         else:
             payload["user"] = self.users[user]
         inter = Interaction(iid, token, channel_id)
@@ -576,7 +584,10 @@ class FakeDiscord:
             return self._json({"url": self.gateway_url})
         if parts[0] == "applications" and method == "PUT" and parts[-1] == "commands":
             scope = parts[3] if len(parts) == 5 else "global"
-            saved = [{**c, "id": self.snowflake(), "application_id": APP_ID} for c in body]
+            saved = [
+                {"description": "", **c, "id": self.snowflake(), "application_id": APP_ID}
+                for c in body
+            ]
             self.commands[scope] = saved
             call.route = "commands"
             return self._json(saved)
@@ -588,7 +599,9 @@ class FakeDiscord:
             call.route = "interaction"
             if body.get("type") == 4:
                 inter.original = self._message(
-                    inter.channel_id, BOT_ID, body["data"].get("content", ""),
+                    inter.channel_id,
+                    BOT_ID,
+                    body["data"].get("content", ""),
                 )
             return web.Response(status=204)
         if parts[0] == "webhooks":
@@ -676,9 +689,7 @@ class FakeDiscord:
             if method == "POST" and len(rest) == 1:
                 text = str((body or {}).get("content") or "")
                 if len(text) > MAX_CONTENT:
-                    return self._json(
-                        {"message": "Invalid Form Body", "code": 50035}, 400, headers
-                    )
+                    return self._json({"message": "Invalid Form Body", "code": 50035}, 400, headers)
                 ref = ((body or {}).get("message_reference") or {}).get("message_id")
                 msg = self._message(
                     cid,
@@ -696,9 +707,7 @@ class FakeDiscord:
                     return self._json({"message": "Cannot edit", "code": 50005}, 403, headers)
                 text = str((body or {}).get("content") or "")
                 if len(text) > MAX_CONTENT:
-                    return self._json(
-                        {"message": "Invalid Form Body", "code": 50035}, 400, headers
-                    )
+                    return self._json({"message": "Invalid Form Body", "code": 50035}, 400, headers)
                 msg["content"] = text
                 msg["edited_timestamp"] = _now_iso()
                 if "allowed_mentions" in (body or {}):

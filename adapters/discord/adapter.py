@@ -1,0 +1,476 @@
+"""DiscordAdapter: discord.py events and app commands -> the conversation engine.
+
+A mention in a text channel opens a thread from the message (or, where the bot may not
+create threads, a reply chain); messages in that thread, or replies in the chain, go on
+without a mention; DMs are always answered. Replies stream into messages edited within
+Discord's budgets (see target.py). Conversations are keyed
+`("discord", guild id or "dm", parent channel id, thread id or root message id)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands as ext_commands
+
+from adapters.discord.target import GLOBAL, DiscordReplyTarget
+from adapters.discord.text import readable, thread_name
+from bot.access import AccessPolicy
+from bot.commands import Commands, summarize_prompt
+from bot.engine import ConversationEngine
+from bot.errors import BotError
+from bot.personas import take_persona
+from bot.types import Attachment, Author, IncomingMessage, ThreadKey
+
+log = logging.getLogger(__name__)
+
+CHAIN_HOPS = 25  # how far up a reply chain we look for the message that started it
+HELP = [
+    ("@mention", "start a thread (or, in a thread, a conversation) with a question"),
+    ("+persona at the start", "pick a persona for the thread, e.g. `@Gemini +coder ...`"),
+    ("/summarize file: [focus:]", "summarise an attached file in a new thread"),
+    ("Apps → Summarize attachments", "summarise the files of any message"),
+    ("/persona [name] [scope]", "list personas, pick one for this thread or the channel"),
+    ("/forget", "forget this thread's conversation"),
+    ("/gemini-usage", "your usage today"),
+]
+
+
+class _Bot(ext_commands.Bot):
+    """discord.py's Bot, composed in setup_hook (as in discord.py's advanced_startup)."""
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: enable it in the developer portal
+        super().__init__(
+            command_prefix=ext_commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            # Wait at most this long after READY for the guilds to stream in.
+            guild_ready_timeout=1.0,
+        )
+        self.adapter = adapter
+
+    async def setup_hook(self) -> None:
+        await self.adapter.setup(self)
+
+    async def on_ready(self) -> None:
+        self.adapter._ready = True
+        log.info("discord: connected as %s in %d guild(s)", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+
+class DiscordAdapter:
+    """The Discord side of the service."""
+
+    name = "discord"
+
+    def __init__(
+        self,
+        *,
+        engine: ConversationEngine,
+        commands: Commands,
+        access: AccessPolicy,
+        token: str,
+        api_url: str | None = None,
+        gateway_url: str | None = None,
+        sync_guild: str | None = None,
+        max_file_bytes: int = 50 * 1024 * 1024,
+    ) -> None:
+        self.engine = engine
+        self.commands = commands
+        self.access = access
+        self._token = token
+        self.api_url = api_url
+        self.gateway_url = gateway_url
+        self.sync_guild = sync_guild
+        self.max_file_bytes = max_file_bytes
+        self.bot = _Bot(self)
+        self._ready = False
+        self._preparing = 0
+        # Bot message id -> conversation of a reply chain (rebuilt by walking after restart).
+        self._chains: dict[int, ThreadKey] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True once the gateway is READY."""
+        return self._ready and not self.bot.is_closed()
+
+    @property
+    def preparing(self) -> int:
+        """Messages received but not yet handed to the engine."""
+        return self._preparing
+
+    def _configure_endpoints(self) -> None:
+        # discord.py reads these class attributes; one Discord adapter per process.
+        if self.api_url:
+            discord.http.Route.BASE = self.api_url.rstrip("/")
+        if self.gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+
+    async def run(self) -> None:
+        """Log in, connect and serve until aclose()."""
+        self._configure_endpoints()
+        await self.bot.start(self._token)
+
+    async def aclose(self) -> None:
+        """Disconnect."""
+        self._ready = False
+        await self.bot.close()
+
+    async def setup(self, bot: _Bot) -> None:
+        """Register the app commands and sync them (to one guild, when configured)."""
+        register_commands(self, bot.tree)
+        try:
+            if self.sync_guild:
+                guild = discord.Object(id=int(self.sync_guild))
+                bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+            else:
+                synced = await bot.tree.sync()
+        except (discord.HTTPException, KeyError, ValueError):
+            # Mentions and DMs work without commands; the next start tries again.
+            log.exception("discord: could not sync app commands")
+            return
+        log.info("discord: %d app commands synced", len(synced))
+
+    # -- messages ----------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer a message if it is addressed to the bot or in one of its conversations."""
+        self._preparing += 1
+        try:
+            await self._prepare(message)
+        except Exception:
+            log.exception("discord: could not handle message %s", message.id)
+        finally:
+            self._preparing -= 1
+
+    def _roles(self, user: discord.abc.User) -> list[str]:
+        return [str(r.id) for r in getattr(user, "roles", [])]
+
+    async def _prepare(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if me is None or message.author.bot or message.author.id == me.id:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        channel = message.channel
+        mentioned = any(u.id == me.id for u in message.mentions)
+        store = self.engine.store
+        reference: discord.Message | None = None
+        where: discord.abc.Messageable
+        new_thread_from: discord.Message | None = None
+        if isinstance(channel, discord.DMChannel):
+            key = ThreadKey("discord", "dm", str(channel.id), str(channel.id))
+            where, access_channel = channel, str(channel.id)
+        elif isinstance(channel, discord.Thread):
+            key = ThreadKey(
+                "discord", str(channel.guild.id), str(channel.parent_id), str(channel.id)
+            )
+            if not mentioned and await store.get_conversation(key) is None:
+                return
+            where, access_channel = channel, str(channel.parent_id)
+        elif isinstance(channel, discord.TextChannel):
+            chained = await self._chain_of(message)
+            access_channel = str(channel.id)
+            if chained is not None:
+                key, where, reference = chained, channel, message
+            elif mentioned:
+                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), "")
+                where, new_thread_from = channel, message
+            else:
+                return
+        else:
+            return
+        if not self.access.allows(
+            "discord", str(message.author.id), access_channel, self._roles(message.author)
+        ):
+            return
+        if not await store.mark_event("discord", str(message.id)):
+            return  # seen before (a gateway replay)
+        names = {str(u.id): u.display_name for u in message.mentions}
+        text = readable(message.content, bot_id=str(me.id), names=names)
+        persona, text = (
+            take_persona(text) if (mentioned or key.workspace_id == "dm") else (None, text)
+        )
+        if new_thread_from is not None:
+            assert isinstance(channel, discord.TextChannel)
+            thread = await self._open_thread(new_thread_from, channel, text)
+            if thread is not None:
+                key = ThreadKey("discord", key.workspace_id, key.channel_id, str(thread.id))
+                where = thread
+            else:  # no thread allowed here: a reply chain rooted at this message
+                key = ThreadKey("discord", key.workspace_id, key.channel_id, str(message.id))
+                reference = message
+        target = self._target(where, key, reference)
+        incoming = IncomingMessage(
+            key=key,
+            author=Author(str(message.author.id), message.author.display_name),
+            text=text,
+            attachments=tuple(self._attachment(a) for a in message.attachments),
+            event_id=str(message.id),
+            persona=persona,
+        )
+        self.engine.submit(incoming, target)
+
+    def _target(
+        self, where: discord.abc.Messageable, key: ThreadKey, reference: discord.Message | None
+    ) -> DiscordReplyTarget:
+        async def remember(msg: discord.Message) -> None:
+            if reference is not None:
+                self._chains[msg.id] = key
+
+        channel_id = getattr(where, "id", key.channel_id)
+        return DiscordReplyTarget(
+            channel=where,
+            channel_id=channel_id,
+            scheduler=self.engine.scheduler,
+            reference=reference,
+            on_message=remember,
+        )
+
+    async def _open_thread(
+        self, message: discord.Message, channel: discord.TextChannel, prompt: str
+    ) -> discord.Thread | None:
+        """A thread from the message, or None where the bot may not make one."""
+        perms = channel.permissions_for(channel.guild.me)
+        if not (perms.create_public_threads and perms.send_messages_in_threads):
+            return None
+        made: list[discord.Thread] = []
+
+        async def create() -> None:
+            made.append(
+                await message.create_thread(name=thread_name(prompt), auto_archive_duration=1440)
+            )
+
+        try:
+            await self.engine.scheduler.call(GLOBAL, create)
+        except (discord.Forbidden, discord.HTTPException) as exc:
+            log.info("discord: no thread in %s (%s); answering as a reply", channel.id, exc)
+            return None
+        return made[0]
+
+    async def _chain_of(self, message: discord.Message) -> ThreadKey | None:
+        """The conversation of the reply chain this message continues, if any."""
+        ref = message.reference
+        hops = 0
+        while ref is not None and ref.message_id is not None and hops < CHAIN_HOPS:
+            hops += 1
+            known = self._chains.get(ref.message_id)
+            if known is not None:
+                return known
+            parent = await self._fetch(message.channel, ref)
+            if parent is None or self.bot.user is None or parent.author.id != self.bot.user.id:
+                return None  # a reply to someone else's message
+            # The bot's message answers a user message: the chain's root, or a reply further on.
+            up = parent.reference
+            if up is None or up.message_id is None:
+                return None
+            key = ThreadKey(
+                "discord",
+                str(message.guild.id if message.guild else "dm"),
+                str(message.channel.id),
+                str(up.message_id),
+            )
+            if await self.engine.store.get_conversation(key) is not None:
+                self._chains[parent.id] = key
+                return key
+            user_msg = await self._fetch(message.channel, up)
+            ref = user_msg.reference if user_msg is not None else None
+        return None
+
+    async def _fetch(
+        self, channel: discord.abc.Messageable, ref: discord.MessageReference
+    ) -> discord.Message | None:
+        if isinstance(ref.resolved, discord.Message):
+            return ref.resolved
+        assert ref.message_id is not None
+        cached = self.bot._connection._get_message(ref.message_id)
+        if cached is not None:
+            return cached
+        try:
+            return await channel.fetch_message(ref.message_id)
+        except discord.HTTPException:
+            return None
+
+    def _attachment(self, a: discord.Attachment) -> Attachment:
+        return Attachment(name=a.filename, fetch=a.read, declared_mime=a.content_type, size=a.size)
+
+    # -- commands ----------------------------------------------------------
+
+    def key_for(self, channel: Any, guild_id: int | None) -> ThreadKey | None:
+        """The conversation a command run in `channel` is about (a thread or a DM)."""
+        if isinstance(channel, discord.Thread):
+            return ThreadKey("discord", str(guild_id), str(channel.parent_id), str(channel.id))
+        if isinstance(channel, discord.DMChannel) or guild_id is None:
+            cid = str(getattr(channel, "id", ""))
+            return ThreadKey("discord", "dm", cid, cid)
+        return None
+
+    def is_admin(self, interaction: discord.Interaction) -> bool:
+        """Manage Channels, or listed in ADMIN_USERS (by user or role)."""
+        user = interaction.user
+        perms = getattr(interaction, "permissions", None)
+        if perms is not None and (perms.manage_channels or perms.administrator):
+            return True
+        return self.access.is_admin("discord", str(user.id), self._roles(user))
+
+    def allowed(self, interaction: discord.Interaction) -> bool:
+        """Access rules for a command."""
+        channel = interaction.channel
+        cid = getattr(channel, "parent_id", None) or getattr(channel, "id", "")
+        return self.access.allows(
+            "discord", str(interaction.user.id), str(cid), self._roles(interaction.user)
+        )
+
+    async def summarize(
+        self,
+        interaction: discord.Interaction,
+        files: Sequence[discord.Attachment],
+        focus: str,
+        source: discord.Message | None,
+    ) -> None:
+        """Deferred at once; the summary streams into a new thread (or the current one)."""
+        await interaction.response.defer(thinking=True)
+        if not files:
+            await interaction.followup.send(
+                "That message has no attachments to summarise.",
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            return
+        names = ", ".join(f.filename for f in files)
+        channel = interaction.channel
+        header = await interaction.followup.send(
+            f"Summarising {names}…", wait=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+        where: discord.abc.Messageable
+        if isinstance(channel, discord.TextChannel):
+            thread = await self._open_thread(source or header, channel, f"Summary: {names}")
+            if thread is not None:
+                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), str(thread.id))
+                where = thread
+            else:
+                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), str(header.id))
+                where = channel
+        else:
+            maybe = self.key_for(channel, interaction.guild_id)
+            if maybe is None or channel is None:
+                return
+            key, where = maybe, channel  # type: ignore[assignment]
+        target = self._target(where, key, header if key.thread_id == str(header.id) else None)
+        message = IncomingMessage(
+            key=key,
+            author=Author(str(interaction.user.id), interaction.user.display_name),
+            text=summarize_prompt(focus),
+            attachments=tuple(self._attachment(f) for f in files),
+            event_id=f"interaction:{interaction.id}",
+            persona=self.commands.summarize_persona(),
+        )
+        self.engine.submit(message, target)
+
+
+def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """The bot's slash commands and its message context menu."""
+    commands = adapter.commands
+    quiet = discord.AllowedMentions.none()
+
+    async def say(interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=quiet)
+
+    async def guard(interaction: discord.Interaction) -> bool:
+        if not adapter.allowed(interaction):
+            await say(interaction, "You are not allowed to use this bot here.")
+            return False
+        return True
+
+    @tree.command(name="summarize", description="Summarise an attached file in a new thread")
+    @app_commands.describe(file="the file to summarise", focus="what to pay attention to")
+    async def summarize_cmd(
+        interaction: discord.Interaction, file: discord.Attachment, focus: str = ""
+    ) -> None:
+        if await guard(interaction):
+            await adapter.summarize(interaction, [file], focus, None)
+
+    @tree.context_menu(name="Summarize attachments")
+    async def summarize_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+        if await guard(interaction):
+            await adapter.summarize(interaction, list(message.attachments), "", message)
+
+    async def persona_names(
+        _interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=p.name, value=p.name)
+            for p in commands.personas.all()
+            if current.lower() in p.name.lower()
+        ][:25]
+
+    @tree.command(name="persona", description="List personas, or pick one for this thread")
+    @app_commands.describe(name="persona to use", scope="this thread, or the channel's default")
+    @app_commands.autocomplete(name=persona_names)
+    @app_commands.choices(
+        scope=[
+            app_commands.Choice(name="thread", value="thread"),
+            app_commands.Choice(name="channel", value="channel"),
+        ]
+    )
+    async def persona_cmd(
+        interaction: discord.Interaction, name: str = "", scope: str = "thread"
+    ) -> None:
+        if not await guard(interaction):
+            return
+        channel = interaction.channel
+        key = adapter.key_for(channel, interaction.guild_id)
+        try:
+            if not name:
+                await say(interaction, await commands.list_personas(key))
+            elif scope == "channel":
+                parent = getattr(channel, "parent_id", None) or getattr(channel, "id", "")
+                text = await commands.set_channel_persona(
+                    platform="discord",
+                    workspace_id=str(interaction.guild_id or "dm"),
+                    channel_id=str(parent),
+                    name=name,
+                    is_admin=adapter.is_admin(interaction),
+                )
+                await say(interaction, text)
+            elif key is None:
+                await say(
+                    interaction,
+                    "Use /persona inside a thread, or pick the channel default with scope:channel.",
+                )
+            else:
+                await say(interaction, await commands.set_thread_persona(key, name))
+        except BotError as exc:
+            await say(interaction, exc.user_message)
+
+    @tree.command(name="forget", description="Forget this thread's conversation")
+    async def forget_cmd(interaction: discord.Interaction) -> None:
+        if not await guard(interaction):
+            return
+        key = adapter.key_for(interaction.channel, interaction.guild_id)
+        if key is None:
+            await say(interaction, "Use /forget inside one of my threads or in a DM.")
+            return
+        await say(interaction, await commands.forget(key))
+
+    @tree.command(name="gemini-usage", description="Your usage today")
+    async def usage_cmd(interaction: discord.Interaction) -> None:
+        await say(interaction, await commands.usage("discord", str(interaction.user.id)))
+
+    @tree.command(name="gemini-help", description="What this bot does and how to use it")
+    async def help_cmd(interaction: discord.Interaction) -> None:
+        await say(interaction, commands.help(commands=HELP))
+
+    _ = (summarize_cmd, summarize_menu, persona_cmd, forget_cmd, usage_cmd, help_cmd)

@@ -1,0 +1,122 @@
+"""DiscordReplyTarget: typing until the first text, then a message edited as the reply grows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import discord
+
+from bot.ports import Budget
+from bot.streaming import EditScheduler
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 2000
+# Discord's global limit is 50 requests per second per bot; message writes per channel are
+# about 5 per 5 s (unpublished, what bots meet). Sliding windows, as Discord counts them.
+GLOBAL = Budget("discord:global", rate=50.0, burst=50, window=1.0)
+TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
+# Model output can never ping anyone: not @everyone/@here, not roles, not users.
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def channel_budget(channel_id: int | str) -> Budget:
+    """One channel's (or thread's) message writes, under the global limit."""
+    return Budget(
+        f"discord:{channel_id}:messages", rate=1.0, burst=5, window=5.0, reserve=1, parent=GLOBAL
+    )
+
+
+class DiscordReplyTarget:
+    """One reply in a Discord channel, thread or DM."""
+
+    max_chars = MAX_CHARS
+
+    def __init__(
+        self,
+        *,
+        channel: discord.abc.Messageable,
+        channel_id: int | str,
+        scheduler: EditScheduler,
+        reference: discord.Message | None = None,
+        on_message: Callable[[discord.Message], Awaitable[None]] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.scheduler = scheduler
+        self.budget = channel_budget(channel_id)
+        self.reference = reference
+        self._on_message = on_message
+        self._messages: dict[int, discord.Message] = {}
+        self._typing: asyncio.Task[None] | None = None
+        self._typing_call: asyncio.Future[None] | None = None
+        self._texted = False
+
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """Ids of the messages posted for this reply."""
+        return [str(self._messages[i].id) for i in sorted(self._messages)]
+
+    async def start(self) -> None:
+        """Typing until the first text (in the background: the model call need not wait)."""
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    async def _type_once(self) -> None:
+        async def typing() -> None:
+            await self.channel.typing()
+
+        try:
+            await self.scheduler.call(GLOBAL, typing)
+        except discord.HTTPException as exc:
+            log.info("discord: typing failed: %s", exc)
+
+    async def _keep_typing(self) -> None:
+        while not self._texted:
+            self._typing_call = asyncio.ensure_future(self._type_once())
+            await asyncio.shield(self._typing_call)
+            await asyncio.sleep(TYPING_EVERY)
+
+    async def _stop_typing(self) -> None:
+        self._texted = True
+        if self._typing is not None:
+            self._typing.cancel()
+        if self._typing_call is not None and not self._typing_call.done():
+            # A typing request that reached Discord after our message would show "typing"
+            # under the answer for 10 s: let it land first.
+            with contextlib.suppress(Exception):
+                await self._typing_call
+
+    async def show(self, text: str, *, part: int) -> None:
+        """Post part `part`, or edit it to the newest text."""
+        await self._stop_typing()
+        text = text or "…"
+        msg = self._messages.get(part)
+        if msg is None:
+            kwargs: dict[str, Any] = {"allowed_mentions": NO_PINGS}
+            if part == 0 and self.reference is not None:
+                kwargs["reference"] = self.reference.to_reference(fail_if_not_exists=False)
+                kwargs["mention_author"] = False
+            msg = await self.channel.send(text, **kwargs)
+            self._messages[part] = msg
+            if self._on_message is not None:
+                await self._on_message(msg)
+        else:
+            self._messages[part] = await msg.edit(content=text, allowed_mentions=NO_PINGS)
+
+    async def finish(self, text: str, *, part: int) -> None:
+        """The final text of the last part."""
+        await self.show(text, part=part)
+
+    async def fail(self, user_message: str) -> None:
+        """Say what went wrong, under whatever text was shown."""
+        await self._stop_typing()
+        msg = await self.channel.send(f"⚠️ {user_message}", allowed_mentions=NO_PINGS)
+        if self._on_message is not None:
+            await self._on_message(msg)
+
+    async def aclose(self) -> None:
+        """Stop the typing loop."""
+        await self._stop_typing()
