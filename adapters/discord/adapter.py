@@ -98,6 +98,8 @@ class DiscordAdapter:
         self._preparing = 0
         # Bot message id -> conversation of a reply chain (rebuilt by walking after restart).
         self._chains: dict[int, ThreadKey] = {}
+        # Threads being joined by a mention whose conversation is not stored yet.
+        self._joining: set[ThreadKey] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -178,7 +180,9 @@ class DiscordAdapter:
             key = ThreadKey(
                 "discord", str(channel.guild.id), str(channel.parent_id), str(channel.id)
             )
-            if not mentioned and await store.get_conversation(key) is None:
+            if mentioned:
+                self._joining.add(key)  # before any await: a quick follow-up must see it
+            elif key not in self._joining and await store.get_conversation(key) is None:
                 return
             where, access_channel = channel, str(channel.parent_id)
         elif isinstance(channel, discord.TextChannel):
@@ -195,10 +199,10 @@ class DiscordAdapter:
             return
         if not self.access.allows(
             "discord", str(message.author.id), access_channel, self._roles(message.author)
-        ):
+        ) or not await store.mark_event("discord", str(message.id)):  # not a gateway replay
+            if mentioned:
+                self._joining.discard(key)
             return
-        if not await store.mark_event("discord", str(message.id)):
-            return  # seen before (a gateway replay)
         names = {str(u.id): u.display_name for u in message.mentions}
         text = readable(message.content, bot_id=str(me.id), names=names)
         persona, text = (
@@ -209,10 +213,15 @@ class DiscordAdapter:
             thread = await self._open_thread(new_thread_from, channel, text)
             if thread is not None:
                 key = ThreadKey("discord", key.workspace_id, key.channel_id, str(thread.id))
+                self._joining.add(key)
                 where = thread
             else:  # no thread allowed here: a reply chain rooted at this message
                 key = ThreadKey("discord", key.workspace_id, key.channel_id, str(message.id))
                 reference = message
+        if key in self._joining:
+            # Joined from now on, durably; the engine would create it only when its turn runs.
+            await store.get_or_create_conversation(key)
+            self._joining.discard(key)
         target = self._target(where, key, reference)
         incoming = IncomingMessage(
             key=key,

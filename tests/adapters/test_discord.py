@@ -52,3 +52,145 @@ async def test_mention_creates_a_thread_and_the_thread_continues(
         "[Bob] and me?",
     ]
     assert fake_discord.count_429() == 0
+
+
+async def test_typing_shows_before_the_first_text(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["late answer"], first_delay=0.3))
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} think first")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    calls = [
+        (c.method, c.route)
+        for c in fake_discord.calls
+        if c.path.startswith(f"/channels/{thread['id']}/") and c.route != "thread"
+    ]
+    assert calls[0] == ("POST", "typing")
+    assert ("POST", "write") in calls
+    assert calls.index(("POST", "typing")) < calls.index(("POST", "write"))
+
+
+async def test_bots_and_unaddressed_messages_are_ignored(svc, fake_discord, fake_gemini) -> None:
+    other_bot = "100000000000000009"
+    fake_discord.add_user(other_bot, "otherbot")
+    fake_discord.users[other_bot]["bot"] = True
+    await fake_discord.say(CHANNEL, ADA, "just chatting")
+    await fake_discord.say(CHANNEL, other_bot, f"{MENTION} hi from a bot")
+    await idle(svc)
+    assert fake_gemini.generate_requests() == []
+    assert fake_discord.threads() == []
+
+
+async def test_dm_is_always_answered(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["Hi in DM."]), Reply(["Again."]))
+    dm = fake_discord.open_dm(ADA)
+    await fake_discord.say(dm, ADA, "hello there")
+    await idle(svc)
+    await fake_discord.say(dm, ADA, "second")
+    await idle(svc)
+    assert [m["content"] for m in fake_discord.bot_messages(dm)] == ["Hi in DM.", "Again."]
+    assert fake_gemini.generate_requests()[-1].texts() == [
+        "[Ada] hello there",
+        "Hi in DM.",
+        "[Ada] second",
+    ]
+
+
+async def test_mention_in_an_existing_thread_starts_its_conversation(
+    svc, fake_discord, fake_gemini
+) -> None:
+    # A thread people made themselves: the bot joins it when mentioned there.
+    fake_gemini.enqueue(Reply(["Joined."]), Reply(["Continued."]))
+    root = await fake_discord.say(CHANNEL, ADA, "a topic")
+    await fake_discord.user_thread(root, "topic", ADA)
+    await fake_discord.say(root["id"], BOB, "without a mention")
+    await idle(svc)
+    assert fake_gemini.generate_requests() == []
+    await fake_discord.say(root["id"], BOB, f"{MENTION} now with one")
+    await fake_discord.say(root["id"], ADA, "and a follow-up")
+    await idle(svc)
+    assert [m["content"] for m in fake_discord.bot_messages(root["id"])] == [
+        "Joined.",
+        "Continued.",
+    ]
+    assert len(fake_discord.threads()) == 1  # no new thread made
+
+
+async def test_without_thread_permission_it_answers_as_a_reply_chain(fake_gemini, tmp_path) -> None:
+    fake = FakeDiscord()
+    fake.add_user(ADA, "ada")
+    fake.can_create_threads = False
+    await fake.start()
+    try:
+        async with discord_service(fake_gemini, fake, tmp_path) as service:
+            fake_gemini.enqueue(
+                Reply(["First answer."]), Reply(["Second answer."]), Reply(["Third."])
+            )
+            q = await fake.say(CHANNEL, ADA, f"{MENTION} question")
+            await idle(service)
+            [a1] = fake.bot_messages(CHANNEL)
+            assert a1["message_reference"]["message_id"] == q["id"]
+            assert a1["allowed_mentions"] == {"parse": [], "replied_user": False}
+            q2 = await fake.say(CHANNEL, ADA, "follow-up, no mention", reference=a1["id"])
+            await idle(service)
+            a2 = fake.bot_messages(CHANNEL)[-1]
+            assert a2["content"] == "Second answer."
+            await fake.say(CHANNEL, ADA, "third, deeper in the chain", reference=a2["id"])
+            await idle(service)
+            assert fake_gemini.generate_requests()[-1].texts() == [
+                "[Ada] question",
+                "First answer.",
+                "[Ada] follow-up, no mention",
+                "Second answer.",
+                "[Ada] third, deeper in the chain",
+            ]
+            assert q2["id"] != q["id"] and fake.threads() == []
+    finally:
+        await fake.close()
+
+
+async def test_reply_chain_continues_after_a_restart(fake_gemini, tmp_path) -> None:
+    fake = FakeDiscord()
+    fake.add_user(ADA, "ada")
+    fake.can_create_threads = False
+    await fake.start()
+    try:
+        fake_gemini.enqueue(Reply(["One."]), Reply(["Two."]), Reply(["Three."]))
+        async with discord_service(fake_gemini, fake, tmp_path) as service:
+            await fake.say(CHANNEL, ADA, f"{MENTION} start")
+            await idle(service)
+            a1 = fake.bot_messages(CHANNEL)[-1]
+            await fake.say(CHANNEL, ADA, "more", reference=a1["id"])
+            await idle(service)
+        async with discord_service(fake_gemini, fake, tmp_path) as service:
+            a2 = fake.bot_messages(CHANNEL)[-1]
+            await fake.say(CHANNEL, ADA, "after restart", reference=a2["id"])
+            await idle(service)
+        assert fake_gemini.generate_requests()[-1].texts() == [
+            "[Ada] start",
+            "One.",
+            "[Ada] more",
+            "Two.",
+            "[Ada] after restart",
+        ]
+    finally:
+        await fake.close()
+
+
+async def test_restart_keeps_the_threads_context(fake_gemini, fake_discord, tmp_path) -> None:
+    fake_gemini.enqueue(Reply(["Noted: blue."]), Reply(["Blue."]))
+    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
+        await fake_discord.say(CHANNEL, ADA, f"{MENTION} my colour is blue")
+        await idle(service)
+    [thread] = fake_discord.threads()
+    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
+        await fake_discord.say(thread["id"], ADA, "what is my colour?")
+        await idle(service)
+    assert fake_gemini.generate_requests()[-1].texts() == [
+        "[Ada] my colour is blue",
+        "Noted: blue.",
+        "[Ada] what is my colour?",
+    ]
+    assert [m["content"] for m in fake_discord.bot_messages(thread["id"])] == [
+        "Noted: blue.",
+        "Blue.",
+    ]

@@ -458,6 +458,35 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return inter
 
+    def _thread(self, tid: str, parent: str, name: str, owner: str) -> dict[str, Any]:
+        thread = {
+            "id": tid,  # Discord gives a thread made from a message that message's id
+            "type": 11,
+            "name": name,
+            "guild_id": GUILD,
+            "parent_id": parent,
+            "owner_id": owner,
+            "message_count": 0,
+            "member_count": 1,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _now_iso(),
+                "locked": False,
+            },
+        }
+        self.channels[tid] = thread
+        self.messages.setdefault(tid, {})
+        return thread
+
+    async def user_thread(self, root: dict[str, Any], name: str, owner: str) -> dict[str, Any]:
+        """A thread a person made from a message (the bot is not in it yet)."""
+        thread = self._thread(root["id"], root["channel_id"], name, owner)
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return thread
+
     def bot_messages(self, channel_id: str) -> list[dict[str, Any]]:
         """The bot's messages in a channel, oldest first."""
         return [
@@ -653,26 +682,7 @@ class FakeDiscord:
             if limited:
                 return limited
             source = self.messages[cid][rest[1]]
-            thread = {
-                "id": source["id"],  # Discord gives a thread made from a message its id
-                "type": 11,
-                "name": name,
-                "guild_id": ch["guild_id"],
-                "parent_id": cid,
-                "owner_id": BOT_ID,
-                "message_count": 0,
-                "member_count": 1,
-                "rate_limit_per_user": 0,
-                "flags": 0,
-                "thread_metadata": {
-                    "archived": False,
-                    "auto_archive_duration": body.get("auto_archive_duration", 1440),
-                    "archive_timestamp": _now_iso(),
-                    "locked": False,
-                },
-            }
-            self.channels[thread["id"]] = thread
-            self.messages.setdefault(thread["id"], {})
+            thread = self._thread(source["id"], cid, name, BOT_ID)
             await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
             return self._json(thread)
         if rest and rest[0] == "messages":
@@ -691,6 +701,7 @@ class FakeDiscord:
                 if len(text) > MAX_CONTENT:
                     return self._json({"message": "Invalid Form Body", "code": 50035}, 400, headers)
                 ref = ((body or {}).get("message_reference") or {}).get("message_id")
+                ref = str(ref) if ref is not None else None
                 msg = self._message(
                     cid,
                     BOT_ID,
