@@ -250,7 +250,7 @@ class DiscordAdapter:
         )
 
     async def _open_thread(
-        self, message: discord.Message, channel: discord.TextChannel, prompt: str
+        self, message: discord.abc.Snowflake, channel: discord.TextChannel, prompt: str
     ) -> discord.Thread | None:
         """A thread from the message, or None where the bot may not make one."""
         perms = channel.permissions_for(channel.guild.me)
@@ -259,8 +259,11 @@ class DiscordAdapter:
         made: list[discord.Thread] = []
 
         async def create() -> None:
+            # Through the channel: a followup (webhook) message carries no guild to do it.
             made.append(
-                await message.create_thread(name=thread_name(prompt), auto_archive_duration=1440)
+                await channel.create_thread(
+                    name=thread_name(prompt), message=message, auto_archive_duration=1440
+                )
             )
 
         try:

@@ -194,3 +194,77 @@ async def test_restart_keeps_the_threads_context(fake_gemini, fake_discord, tmp_
         "Noted: blue.",
         "Blue.",
     ]
+
+
+async def test_ten_replies_stream_at_once_in_one_channel_without_429(
+    svc, fake_discord, fake_gemini
+) -> None:
+    def reply(rec):
+        n = rec.texts()[-1].rsplit("q", 1)[1]
+        return Reply([f"R{n} "] + ["word " for _ in range(40)], delay=0.03)
+
+    fake_gemini.responder = reply
+    for i in range(10):
+        await fake_discord.say(CHANNEL, ADA, f"{MENTION} q{i}")
+    await idle(svc, limit=60)
+    threads = fake_discord.threads()
+    assert len(threads) == 10
+    for t in threads:
+        [m] = fake_discord.bot_messages(t["id"])
+        assert m["content"].startswith("R") and m["content"].count("word") == 40
+        writes = [
+            c.at for c in fake_discord.calls if c.route == "write" and f"/{t['id']}/" in c.path
+        ]
+        assert len(writes) >= 2  # streamed: posted, then edited
+    assert fake_discord.count_429() == 0
+
+
+async def test_long_reply_with_code_arrives_complete_across_messages(
+    svc, fake_discord, fake_gemini
+) -> None:
+    code = "\n".join(f"    print({i})  # line {i}" for i in range(200))
+    text = "Intro paragraph.\n\n" + ("Prose " * 200) + "\n\n```python\n" + code + "\n```\n\nDone."
+    text += "\n\n" + ("More words here. " * 250)
+    assert len(text) > 9000
+    fake_gemini.enqueue(Reply([text[i : i + 300] for i in range(0, len(text), 300)], delay=0.005))
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} long one please")
+    await idle(svc, limit=120)
+    [thread] = fake_discord.threads()
+    parts = [m["content"] for m in fake_discord.bot_messages(thread["id"])]
+    assert len(parts) >= 5 and all(len(p) <= 2000 for p in parts)
+    for p in parts:
+        assert p.count("```") % 2 == 0  # every message renders its code block closed
+    joined = "".join(parts)
+    for i in range(200):
+        assert f"print({i})  # line {i}" in joined
+    assert joined.rstrip().endswith("More words here.")
+    assert fake_discord.count_429() == 0
+
+
+async def test_model_output_never_pings(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["@everyone look, @here too, <@100000000000000002> and <@&1>"]))
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} ping people")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    writes = [c for c in fake_discord.calls if c.route == "write" and c.method in ("POST", "PATCH")]
+    assert writes
+    for c in writes:
+        assert (
+            c.body["allowed_mentions"] == {"parse": []} or c.body["allowed_mentions"]["parse"] == []
+        )
+        assert not c.body["allowed_mentions"].get("users") and not c.body["allowed_mentions"].get(
+            "roles"
+        )
+    [m] = fake_discord.bot_messages(thread["id"])
+    assert "@everyone" in m["content"]
+
+
+async def test_a_forced_429_loses_no_text(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["part one, ", "part two, ", "part three."], delay=0.05))
+    fake_discord.forced_429.extend([0.2])
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} go")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    [m] = fake_discord.bot_messages(thread["id"])
+    assert m["content"] == "part one, part two, part three."
+    assert fake_discord.count_429() == 1

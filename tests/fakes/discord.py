@@ -626,13 +626,28 @@ class FakeDiscord:
             inter = self.interactions[parts[2]]
             inter.callbacks.append(body)
             call.route = "interaction"
-            if body.get("type") == 4:
+            kind = body.get("type")
+            if kind == 4:
                 inter.original = self._message(
-                    inter.channel_id,
-                    BOT_ID,
-                    body["data"].get("content", ""),
+                    inter.channel_id, BOT_ID, body["data"].get("content", "")
                 )
-            return web.Response(status=204)
+            # discord.py asks `with_response`: Discord then answers with the callback's result.
+            resource: dict[str, Any] = {"type": kind}
+            if inter.original is not None:
+                resource["message"] = self.public(inter.original)
+            result = {
+                "interaction": {
+                    "id": inter.id,
+                    "type": 2,
+                    "response_message_id": inter.original["id"] if inter.original else None,
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(
+                        ((body.get("data") or {}).get("flags") or 0) & 64
+                    ),
+                },
+                "resource": resource,
+            }
+            return self._json(result)
         if parts[0] == "webhooks":
             inter = self.interactions[parts[2]]
             call.route = "webhook"

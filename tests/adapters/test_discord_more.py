@@ -1,0 +1,193 @@
+"""Discord end to end: attachments, app commands, access, and both platforms in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.adapters.discord_harness import discord_service, idle, until
+from tests.adapters.test_discord import ADA, BOB, MENTION
+from tests.fakes.discord import ADMIN_ROLE, CHANNEL, FakeDiscord
+from tests.fakes.gemini import FakeGemini, Reply
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+async def fake_discord() -> FakeDiscord:
+    fake = FakeDiscord()
+    fake.add_user(ADA, "ada", roles=[ADMIN_ROLE])
+    fake.add_user(BOB, "bob")
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def svc(fake_gemini: FakeGemini, fake_discord: FakeDiscord, tmp_path: Path):
+    async with discord_service(
+        fake_gemini, fake_discord, tmp_path, ATTACHMENT_MAX_BYTES=100_000
+    ) as service:
+        yield service
+
+
+async def test_attachments_are_read_and_bad_ones_get_a_note(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["Read them."]))
+    files = [
+        fake_discord.attachment("message.txt", b"a long pasted message " * 50, "text/plain"),
+        fake_discord.attachment("pic.png", PNG, "image/png"),
+        fake_discord.attachment("big.pdf", b"%PDF-1.4" + b"0" * 200_000, "application/pdf"),
+        fake_discord.attachment("tool.exe", b"MZ\x90\x00" + b"\x00" * 100),
+    ]
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} look at these", attachments=files)
+    await idle(svc)
+    req = fake_gemini.generate_requests()[-1]
+    assert sorted(req.inline_mimes()) == ["image/png", "text/plain"]
+    [thread] = fake_discord.threads()
+    shown = "\n".join(m["content"] for m in fake_discord.bot_messages(thread["id"]))
+    assert "Read them." in shown
+    assert "Skipped big.pdf" in shown and "limit" in shown
+    assert "Skipped tool.exe" in shown
+
+
+async def test_summarize_command_defers_then_summarises_in_a_thread(
+    svc, fake_discord, fake_gemini
+) -> None:
+    fake_gemini.enqueue(Reply(["A short summary."]), Reply(["Follow-up answer."]))
+    att = fake_discord.attachment("notes.txt", b"meeting notes: ship it", "text/plain")
+    inter = await fake_discord.interact(
+        "summarize",
+        user=BOB,
+        options=[{"name": "file", "type": 11, "value": att["id"]}],
+        resolved={"attachments": {att["id"]: att}},
+    )
+    await idle(svc)
+    assert inter.callbacks[0]["type"] == 5  # deferred first
+    [thread] = fake_discord.threads()
+    assert [m["content"] for m in fake_discord.bot_messages(thread["id"])] == ["A short summary."]
+    req = fake_gemini.generate_requests()[-1]
+    assert req.inline_mimes() == ["text/plain"]
+    assert any("Summarise the attached file" in t for t in req.texts())
+    # The summary's thread is a conversation like any other.
+    await fake_discord.say(thread["id"], BOB, "who ships it?")
+    await idle(svc)
+    assert fake_discord.bot_messages(thread["id"])[-1]["content"] == "Follow-up answer."
+
+
+async def test_context_menu_summarises_a_messages_attachments(
+    svc, fake_discord, fake_gemini
+) -> None:
+    fake_gemini.enqueue(Reply(["Summary of the image."]))
+    att = fake_discord.attachment("pic.png", PNG, "image/png")
+    target = await fake_discord.say(CHANNEL, BOB, "see this", attachments=[att])
+    inter = await fake_discord.interact(
+        "Summarize attachments", user=ADA, command_type=3, target=target
+    )
+    await idle(svc)
+    assert inter.callbacks[0]["type"] == 5
+    [thread] = fake_discord.threads()
+    assert thread["id"] == target["id"]  # the thread hangs off the summarised message
+    assert fake_discord.bot_messages(thread["id"])[-1]["content"] == "Summary of the image."
+    bare = await fake_discord.say(CHANNEL, BOB, "no files here")
+    inter = await fake_discord.interact(
+        "Summarize attachments", user=ADA, command_type=3, target=bare
+    )
+    await idle(svc)
+    assert "no attachments" in inter.followups[-1]["content"]
+
+
+async def test_persona_autocomplete_thread_and_channel(svc, fake_discord, fake_gemini) -> None:
+    inter = await fake_discord.interact(
+        "persona",
+        user=BOB,
+        kind=4,
+        options=[{"name": "name", "type": 3, "value": "co", "focused": True}],
+    )
+    await until(lambda: bool(inter.callbacks))
+    assert inter.callbacks[0]["type"] == 8
+    assert [c["name"] for c in inter.callbacks[0]["data"]["choices"]] == ["coder"]
+    # Bob may not set the channel default; Ada (admin role) may.
+    inter = await fake_discord.interact(
+        "persona",
+        user=BOB,
+        options=[
+            {"name": "name", "type": 3, "value": "coder"},
+            {"name": "scope", "type": 3, "value": "channel"},
+        ],
+    )
+    await until(lambda: bool(inter.callbacks))
+    assert "Only admins" in inter.callbacks[0]["data"]["content"]
+    inter = await fake_discord.interact(
+        "persona",
+        user=ADA,
+        options=[
+            {"name": "name", "type": 3, "value": "coder"},
+            {"name": "scope", "type": 3, "value": "channel"},
+        ],
+    )
+    await until(lambda: bool(inter.callbacks))
+    assert "coder" in inter.callbacks[0]["data"]["content"]
+    fake_gemini.enqueue(Reply(["As coder."]), Reply(["As editor."]))
+    await fake_discord.say(CHANNEL, BOB, f"{MENTION} hello")
+    await idle(svc)
+    assert "senior software engineer" in fake_gemini.generate_requests()[-1].system_instruction()
+    [thread] = fake_discord.threads()
+    # Anyone in a thread may pick its persona.
+    inter = await fake_discord.interact(
+        "persona",
+        user=BOB,
+        channel_id=thread["id"],
+        options=[{"name": "name", "type": 3, "value": "editor"}],
+    )
+    await until(lambda: bool(inter.callbacks))
+    assert "editor" in inter.callbacks[0]["data"]["content"]
+    await fake_discord.say(thread["id"], BOB, "again")
+    await idle(svc)
+    first, second = fake_gemini.generate_requests()[-2:]
+    assert first.system_instruction() != second.system_instruction()
+    inter = await fake_discord.interact(
+        "persona",
+        user=BOB,
+        options=[{"name": "name", "type": 3, "value": "nope"}],
+        channel_id=thread["id"],
+    )
+    await until(lambda: bool(inter.callbacks))
+    assert "nope" in inter.callbacks[0]["data"]["content"]
+
+
+async def test_forget_usage_and_help(svc, fake_discord, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply(["I know X."]), Reply(["Fresh."]))
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} remember X")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    inter = await fake_discord.interact("forget", user=ADA, channel_id=thread["id"])
+    await until(lambda: bool(inter.callbacks))
+    assert inter.callbacks[0]["data"]["content"].startswith("Forgotten")
+    assert inter.callbacks[0]["data"]["flags"] == 64  # only the user sees it
+    await fake_discord.say(thread["id"], ADA, "what do you know?")
+    await idle(svc)
+    assert fake_gemini.generate_requests()[-1].texts() == ["[Ada] what do you know?"]
+    inter = await fake_discord.interact("forget", user=ADA)
+    await until(lambda: bool(inter.callbacks))
+    assert "inside one of my threads" in inter.callbacks[0]["data"]["content"]
+    inter = await fake_discord.interact("gemini-usage", user=ADA)
+    await until(lambda: bool(inter.callbacks))
+    assert "2 replies" in inter.callbacks[0]["data"]["content"]
+    inter = await fake_discord.interact("gemini-help", user=ADA)
+    await until(lambda: bool(inter.callbacks))
+    assert "/summarize" in inter.callbacks[0]["data"]["content"]
+
+
+async def test_access_by_role_and_channel(fake_gemini, fake_discord, tmp_path) -> None:
+    async with discord_service(
+        fake_gemini, fake_discord, tmp_path, ALLOWED_USERS=f"discord:role:{ADMIN_ROLE}"
+    ) as service:
+        fake_gemini.enqueue(Reply(["For Ada."]))
+        await fake_discord.say(CHANNEL, BOB, f"{MENTION} me?")
+        await fake_discord.say(CHANNEL, ADA, f"{MENTION} and me?")
+        await idle(service)
+        assert [r.texts() for r in fake_gemini.generate_requests()] == [["[Ada] and me?"]]
+        inter = await fake_discord.interact("forget", user=BOB)
+        await until(lambda: bool(inter.callbacks))
+        assert "not allowed" in inter.callbacks[0]["data"]["content"]
