@@ -11,8 +11,6 @@ service first: a running service is warm; the cold first mention is reported apa
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -20,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.report import pct, summary_ms, write
-from tests.fakes.gemini import API_KEY, FakeGemini, Reply
+from bench.service_process import ServiceProcess
+from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
 
 CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
@@ -75,85 +72,6 @@ def measure(
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServiceProcess:
-    """`python -m bot run` on the fakes, in its own process."""
-
-    def __init__(self, gemini: FakeGemini, fake: FakeSlack, data: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "GEMINI_API_KEY": API_KEY,
-            "GEMINI_BASE_URL": gemini.base_url,
-            "GEMINI_MODEL": "gemini-test",
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": fake.api_url,
-            "DATA_DIR": str(data),
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.port),
-            "LOG_LEVEL": "WARNING",
-        }
-        self.log = data / "service.log"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.session = aiohttp.ClientSession()
-
-    async def __aenter__(self) -> ServiceProcess:
-        with self.log.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", env=self.env, stdout=log, stderr=log
-            )
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 30
-        while loop.time() < end:
-            try:
-                async with self.session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                    if r.status == 200:
-                        return self
-            except aiohttp.ClientError:
-                pass
-            if self.proc.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"service did not start: {self.log.read_text()[-2000:]}")
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-        await self.session.close()
-
-    @property
-    def events_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack/events"
-
-    async def metric(self, name: str) -> float:
-        async with self.session.get(f"http://127.0.0.1:{self.port}/metrics") as r:
-            text = await r.text()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
-
-    async def settle(self, turns: float, limit: float) -> None:
-        """Until `turns` turns are done and nothing is in flight."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit
-        while loop.time() < end:
-            done = await self.metric("gemini_bot_turns_total")
-            if done >= turns and await self.metric("gemini_bot_turns_in_flight") == 0:
-                await asyncio.sleep(0.3)  # the final edit may still be on its way
-                return
-            await asyncio.sleep(0.05)
-        raise RuntimeError("service still busy")
-
-
 async def run(n: int, *, channels: int, workspaces: int, spread: float) -> dict[str, Any]:
     gemini, fake = FakeGemini(), FakeSlack()
     await gemini.start()
@@ -163,7 +81,12 @@ async def run(n: int, *, channels: int, workspaces: int, spread: float) -> dict[
     sent: dict[str, tuple[float, str, str]] = {}
     fake.channel_team["CWARM"] = "TWARM"
     with tempfile.TemporaryDirectory() as tmp:
-        async with ServiceProcess(gemini, fake, Path(tmp)) as service:
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.api_url,
+        }
+        async with ServiceProcess(gemini, Path(tmp), env) as service:
             driver = SlackDriver(fake, service.events_url)
             # Each mention "q17" gets reply R017, whatever order the requests arrive in.
             gemini.responder = lambda rec: reply_for(int(rec.texts()[-1].rsplit("q", 1)[1]))

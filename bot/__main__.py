@@ -160,6 +160,7 @@ def build_adapters(
                 api_url=settings.DISCORD_API_URL,
                 gateway_url=settings.DISCORD_GATEWAY_URL,
                 sync_guild=settings.DISCORD_SYNC_GUILD,
+                global_per_second=settings.DISCORD_GLOBAL_RATE,
                 max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
             )
         )

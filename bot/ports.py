@@ -197,6 +197,9 @@ class Budget:
     # When set: at most `burst` calls in any `window` seconds (a sliding window, as Discord
     # counts), instead of a token bucket, which would let burst + rate * window through.
     window: float = 0.0
+    # Intermediate edits at least this far apart, so a short window is not spent in the
+    # first instants of a reply and then leaves the rest of it waiting.
+    spacing: float = 0.0
 
 
 class ReplyTarget(Protocol):

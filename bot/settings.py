@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     DISCORD_GATEWAY_URL: str | None = None
     # Sync app commands to this guild only (instant, for development) instead of globally.
     DISCORD_SYNC_GUILD: str | None = None
+    # Discord's global REST limit for this bot (50/s unless Discord raised it).
+    DISCORD_GLOBAL_RATE: int = Field(50, ge=1, le=10_000)
 
     DATA_DIR: Path = Path("./data")
     DATABASE_URL: str | None = None

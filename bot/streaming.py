@@ -29,6 +29,21 @@ log = logging.getLogger(__name__)
 MAX_CALL_ATTEMPTS = 3
 
 
+@dataclass(slots=True)
+class Ticket:
+    """One call counted by a limiter (and its parent); done() when the call returns."""
+
+    entry: list[float] | None
+    parent: Ticket | None
+
+    def done(self, now: float) -> None:
+        """The platform has certainly seen the call by now: count it from here."""
+        if self.entry is not None:
+            self.entry[0] = max(self.entry[0], now)
+        if self.parent is not None:
+            self.parent.done(now)
+
+
 class TokenBucket:
     """Classic token bucket with an optional parent (e.g. Discord's global limit)."""
 
@@ -70,11 +85,10 @@ class TokenBucket:
         """Seconds until the bucket holds `tokens`."""
         return max(0.0, (tokens - self.available()) / self.budget.rate)
 
-    def take(self) -> None:
+    def take(self) -> Ticket:
         """Spend one token (call only when delay() is 0)."""
         self.tokens -= 1
-        if self.parent is not None:
-            self.parent.take()
+        return Ticket(None, self.parent.take() if self.parent is not None else None)
 
     def penalize(self, retry_after: float) -> None:
         """A 429: no calls until Retry-After has passed, and start again from an empty bucket."""
@@ -95,43 +109,44 @@ class SlidingWindow:
         self.budget = budget
         self.clock = clock
         self.parent = parent
-        self.sent: deque[float] = deque()
+        # [time] cells: the send time plus JITTER, moved to the completion time by done().
+        self.sent: list[list[float]] = []
         self.blocked_until = 0.0
 
-    def _trim(self, now: float) -> None:
-        while self.sent and self.sent[0] <= now - self.budget.window:
-            self.sent.popleft()
+    def _trim(self, now: float) -> list[float]:
+        """Drop calls older than the window; the remaining times, oldest first."""
+        self.sent = [e for e in self.sent if e[0] > now - self.budget.window]
+        return sorted(e[0] for e in self.sent)
 
     def delay(self) -> float:
         """Seconds until a call may be made (0 when one may be made now)."""
         now = self.clock.now()
-        self._trim(now)
+        times = self._trim(now)
         wait = max(0.0, self.blocked_until - now)
-        if len(self.sent) >= self.budget.burst:
-            wait = max(wait, self.sent[-self.budget.burst] + self.budget.window - now)
+        if len(times) >= self.budget.burst:
+            wait = max(wait, times[-self.budget.burst] + self.budget.window - now)
         if self.parent is not None:
             wait = max(wait, self.parent.delay())
         return wait
 
     def available(self) -> float:
         """Calls that may be made now."""
-        self._trim(self.clock.now())
-        return float(self.budget.burst - len(self.sent))
+        return float(self.budget.burst - len(self._trim(self.clock.now())))
 
     def time_until(self, tokens: float) -> float:
         """Seconds until `tokens` calls may be made."""
         now = self.clock.now()
-        self._trim(now)
-        short = int(tokens) - (self.budget.burst - len(self.sent))
+        times = self._trim(now)
+        short = int(tokens) - (self.budget.burst - len(times))
         if short <= 0:
             return 0.0
-        return max(0.0, self.sent[short - 1] + self.budget.window - now)
+        return max(0.0, times[short - 1] + self.budget.window - now)
 
-    def take(self) -> None:
-        """Count one call (call only when delay() is 0)."""
-        self.sent.append(self.clock.now() + self.JITTER)
-        if self.parent is not None:
-            self.parent.take()
+    def take(self) -> Ticket:
+        """Count one call (call only when delay() is 0); hand the ticket to done()."""
+        entry = [self.clock.now() + self.JITTER]
+        self.sent.append(entry)
+        return Ticket(entry, self.parent.take() if self.parent is not None else None)
 
     def penalize(self, retry_after: float) -> None:
         """A 429: no calls until Retry-After has passed."""
@@ -283,11 +298,14 @@ class _Lane:
         self.task: asyncio.Task[None] | None = None
         self.calls: set[asyncio.Task[None]] = set()
         self.rate_limited = 0
+        self.last_call_at = float("-inf")
 
     def notify(self, reply: ReplyStream) -> None:
-        if not reply.queued and reply.has_work():
-            reply.queued = True
-            self.queue.append(reply)
+        if reply.has_work():
+            if not reply.queued:
+                reply.queued = True
+                self.queue.append(reply)
+            # Also when already queued: its next call may now be urgent (a final).
             self.wake.set()
         reply._check_done()
         if self.task is None or self.task.done():
@@ -314,19 +332,35 @@ class _Lane:
             picked = self._pick()
             if picked is None:
                 # Only intermediate edits are waiting and the reserve is all that is left.
-                need = self.bucket.time_until(self.bucket.budget.reserve + 1)
-                await clock.sleep(max(need, 0.001))
+                # Until the budget grows past the reserve, or an urgent call (a final) comes in.
+                need = max(
+                    self.bucket.time_until(self.bucket.budget.reserve + 1),
+                    self.last_call_at + self.bucket.budget.spacing - clock.now(),
+                )
+                self.wake.clear()
+                sleeper = asyncio.ensure_future(clock.sleep(max(need, 0.001)))
+                waker = asyncio.ensure_future(self.wake.wait())
+                try:
+                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                    waker.cancel()
                 continue
             reply, op = picked
-            self.bucket.take()
-            task = asyncio.create_task(self._call(reply, op))
+            ticket = self.bucket.take()
+            self.last_call_at = clock.now()
+            task = asyncio.create_task(self._call(reply, op, ticket))
             self.calls.add(task)
             task.add_done_callback(self.calls.discard)
 
     def _pick(self) -> tuple[ReplyStream, _Op] | None:
         """The first reply in line with an urgent call; else the first in line, if the
         bucket holds more than the reserve. Finished or busy replies leave the queue."""
-        spare = self.bucket.available() >= self.bucket.budget.reserve + 1
+        budget = self.bucket.budget
+        spare = (
+            self.bucket.available() >= budget.reserve + 1
+            and self.scheduler.clock.now() - self.last_call_at >= budget.spacing
+        )
         chosen: tuple[ReplyStream, _Op] | None = None
         for reply in list(self.queue):
             op = reply.next_op() if not reply._in_flight else None
@@ -340,16 +374,19 @@ class _Lane:
                 break
             if spare and chosen is None:
                 chosen = (reply, op)
-                if self.bucket.budget.reserve == 0:
+                if budget.reserve == 0:
                     break
         if chosen is not None:
             self.queue.remove(chosen[0])
             chosen[0].queued = False
         return chosen
 
-    async def _call(self, reply: ReplyStream, op: _Op) -> None:
+    async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket) -> None:
         try:
-            await reply.run_op(op, self.scheduler.clock)
+            try:
+                await reply.run_op(op, self.scheduler.clock)
+            finally:
+                ticket.done(self.scheduler.clock.now())
         except PlatformRateLimited as exc:
             self.rate_limited += 1
             self.scheduler.rate_limited += 1
@@ -401,12 +438,14 @@ class EditScheduler:
             if wait > 0:
                 await self.clock.sleep(wait)
                 continue
-            bucket.take()
+            ticket = bucket.take()
             try:
                 await fn()
                 return
             except PlatformRateLimited as exc:
                 bucket.penalize(exc.retry_after)
+            finally:
+                ticket.done(self.clock.now())
 
     async def aclose(self) -> None:
         """Cancel the lane workers (pending replies stop being shown)."""

@@ -18,7 +18,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands as ext_commands
 
-from adapters.discord.target import GLOBAL, DiscordReplyTarget
+from adapters.discord.target import GLOBAL_PER_S, DiscordReplyTarget, global_budget
 from adapters.discord.text import readable, thread_name
 from bot.access import AccessPolicy
 from bot.commands import Commands, summarize_prompt
@@ -84,6 +84,7 @@ class DiscordAdapter:
         gateway_url: str | None = None,
         sync_guild: str | None = None,
         max_file_bytes: int = 50 * 1024 * 1024,
+        global_per_second: int = GLOBAL_PER_S,
     ) -> None:
         self.engine = engine
         self.commands = commands
@@ -93,6 +94,7 @@ class DiscordAdapter:
         self.gateway_url = gateway_url
         self.sync_guild = sync_guild
         self.max_file_bytes = max_file_bytes
+        self.global_budget = global_budget(global_per_second)
         self.bot = _Bot(self)
         self._ready = False
         self._preparing = 0
@@ -222,7 +224,7 @@ class DiscordAdapter:
             # Joined from now on, durably; the engine would create it only when its turn runs.
             await store.get_or_create_conversation(key)
             self._joining.discard(key)
-        target = self._target(where, key, reference)
+        target = self._target(where, key, reference, new_thread=where is not channel)
         incoming = IncomingMessage(
             key=key,
             author=Author(str(message.author.id), message.author.display_name),
@@ -234,7 +236,12 @@ class DiscordAdapter:
         self.engine.submit(incoming, target)
 
     def _target(
-        self, where: discord.abc.Messageable, key: ThreadKey, reference: discord.Message | None
+        self,
+        where: discord.abc.Messageable,
+        key: ThreadKey,
+        reference: discord.Message | None,
+        *,
+        new_thread: bool = False,
     ) -> DiscordReplyTarget:
         async def remember(msg: discord.Message) -> None:
             if reference is not None:
@@ -247,6 +254,8 @@ class DiscordAdapter:
             scheduler=self.engine.scheduler,
             reference=reference,
             on_message=remember,
+            new_thread=new_thread,
+            global_limit=self.global_budget,
         )
 
     async def _open_thread(
@@ -267,7 +276,7 @@ class DiscordAdapter:
             )
 
         try:
-            await self.engine.scheduler.call(GLOBAL, create)
+            await self.engine.scheduler.call(self.global_budget, create)
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.info("discord: no thread in %s (%s); answering as a reply", channel.id, exc)
             return None

@@ -18,16 +18,32 @@ log = logging.getLogger(__name__)
 MAX_CHARS = 2000
 # Discord's global limit is 50 requests per second per bot; message writes per channel are
 # about 5 per 5 s (unpublished, what bots meet). Sliding windows, as Discord counts them.
-GLOBAL = Budget("discord:global", rate=50.0, burst=50, window=1.0)
+GLOBAL_PER_S = 50
+
+
+def global_budget(per_second: int = GLOBAL_PER_S) -> Budget:
+    """Every REST call of the bot (Discord raises it for large bots on request)."""
+    return Budget("discord:global", rate=float(per_second), burst=per_second, window=1.0)
+
+
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
+# A thread just made from the message already shows that the bot took it; typing then
+# starts only if the model is slow, leaving the global budget to the text.
+TYPING_AFTER_THREAD = 1.0
 # Model output can never ping anyone: not @everyone/@here, not roles, not users.
 NO_PINGS = discord.AllowedMentions.none()
 
 
-def channel_budget(channel_id: int | str) -> Budget:
+def channel_budget(channel_id: int | str, parent: Budget) -> Budget:
     """One channel's (or thread's) message writes, under the global limit."""
     return Budget(
-        f"discord:{channel_id}:messages", rate=1.0, burst=5, window=5.0, reserve=1, parent=GLOBAL
+        f"discord:{channel_id}:messages",
+        rate=1.0,
+        burst=5,
+        window=5.0,
+        reserve=1,
+        spacing=0.3,
+        parent=parent,
     )
 
 
@@ -44,16 +60,20 @@ class DiscordReplyTarget:
         scheduler: EditScheduler,
         reference: discord.Message | None = None,
         on_message: Callable[[discord.Message], Awaitable[None]] | None = None,
+        new_thread: bool = False,
+        global_limit: Budget | None = None,
     ) -> None:
         self.channel = channel
         self.scheduler = scheduler
-        self.budget = channel_budget(channel_id)
+        self.global_budget = global_limit or global_budget()
+        self.budget = channel_budget(channel_id, self.global_budget)
         self.reference = reference
         self._on_message = on_message
         self._messages: dict[int, discord.Message] = {}
         self._typing: asyncio.Task[None] | None = None
         self._typing_call: asyncio.Future[None] | None = None
         self._texted = False
+        self._typing_delay = TYPING_AFTER_THREAD if new_thread else 0.0
 
     @property
     def message_ids(self) -> Sequence[str]:
@@ -69,11 +89,13 @@ class DiscordReplyTarget:
             await self.channel.typing()
 
         try:
-            await self.scheduler.call(GLOBAL, typing)
+            await self.scheduler.call(self.global_budget, typing)
         except discord.HTTPException as exc:
             log.info("discord: typing failed: %s", exc)
 
     async def _keep_typing(self) -> None:
+        if self._typing_delay:
+            await asyncio.sleep(self._typing_delay)
         while not self._texted:
             self._typing_call = asyncio.ensure_future(self._type_once())
             await asyncio.shield(self._typing_call)

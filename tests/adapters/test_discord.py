@@ -54,19 +54,25 @@ async def test_mention_creates_a_thread_and_the_thread_continues(
     assert fake_discord.count_429() == 0
 
 
-async def test_typing_shows_before_the_first_text(svc, fake_discord, fake_gemini) -> None:
-    fake_gemini.enqueue(Reply(["late answer"], first_delay=0.3))
+async def test_typing_shows_until_the_first_text(svc, fake_discord, fake_gemini) -> None:
+    # A new thread is itself the sign; typing follows if the model is slow (1 s). In a
+    # thread the bot is already in, typing is the sign and comes at once.
+    fake_gemini.enqueue(Reply(["first"]), Reply(["late answer"], first_delay=0.3))
     await fake_discord.say(CHANNEL, ADA, f"{MENTION} think first")
     await idle(svc)
     [thread] = fake_discord.threads()
+    assert not [c for c in fake_discord.calls if c.route == "typing"]
+    await fake_discord.say(thread["id"], ADA, "and now?")
+    await idle(svc)
     calls = [
-        (c.method, c.route)
+        (c.method, c.route, round(c.at, 3))
         for c in fake_discord.calls
-        if c.path.startswith(f"/channels/{thread['id']}/") and c.route != "thread"
+        if c.path.startswith(f"/channels/{thread['id']}/") and c.route in ("typing", "write")
     ]
-    assert calls[0] == ("POST", "typing")
-    assert ("POST", "write") in calls
-    assert calls.index(("POST", "typing")) < calls.index(("POST", "write"))
+    typing = [c for c in calls if c[1] == "typing"]
+    posts = [c for c in calls if c[1] == "write" and c[0] == "POST"]
+    assert len(typing) == 1 and len(posts) == 2
+    assert posts[0][2] < typing[0][2] < posts[1][2]
 
 
 async def test_bots_and_unaddressed_messages_are_ignored(svc, fake_discord, fake_gemini) -> None:

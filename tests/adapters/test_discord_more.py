@@ -191,3 +191,34 @@ async def test_access_by_role_and_channel(fake_gemini, fake_discord, tmp_path) -
         inter = await fake_discord.interact("forget", user=BOB)
         await until(lambda: bool(inter.callbacks))
         assert "not allowed" in inter.callbacks[0]["data"]["content"]
+
+
+async def test_slack_and_discord_in_one_process(fake_gemini, fake_discord, tmp_path) -> None:
+    from tests.adapters.slack_harness import slack_service
+    from tests.fakes.discord import TOKEN
+    from tests.fakes.slack import BOT_USER, FakeSlack
+
+    slack = FakeSlack()
+    await slack.start()
+    try:
+        async with slack_service(
+            fake_gemini,
+            slack,
+            tmp_path,
+            DISCORD_TOKEN=TOKEN,
+            DISCORD_API_URL=fake_discord.api_url,
+            DISCORD_GATEWAY_URL=fake_discord.gateway_url,
+        ) as (service, driver):
+            assert sorted(a.name for a in service.adapters) == ["discord", "slack"]
+            await until(lambda: all(a.connected for a in service.adapters), limit=15)
+            fake_gemini.enqueue(Reply(["Slack answer."]), Reply(["Discord answer."]))
+            ev = driver.message("C1GEN", "U1ADA", f"<@{BOT_USER}> from slack")
+            await driver.event(driver.as_mention(ev))
+            await idle(service)
+            await fake_discord.say(CHANNEL, ADA, f"{MENTION} from discord")
+            await idle(service)
+            assert [m.visible() for m in slack.bot_messages("C1GEN", ev["ts"])] == ["Slack answer."]
+            [thread] = fake_discord.threads()
+            assert fake_discord.bot_messages(thread["id"])[0]["content"] == "Discord answer."
+    finally:
+        await slack.close()

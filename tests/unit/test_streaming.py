@@ -250,3 +250,19 @@ async def test_sliding_window_parent_caps_all_channels(clock, scheduler) -> None
     assert sum(len(t.calls) for t in targets) == 2
     await clock.advance(1.0)
     assert sum(len(t.calls) for t in targets) == 4
+
+
+async def test_a_final_does_not_wait_behind_held_back_edits(clock, scheduler) -> None:
+    # The reserve holds intermediate edits back; the final must use it at once.
+    target = RecordingTarget(clock, budget=Budget("ch", rate=1.0, burst=5, window=5.0, reserve=1))
+    reply = scheduler.open(target)
+    for i in range(10):
+        reply.append(f"w{i} ")
+        await clock.advance(0.05)
+    assert len(target.calls) == 4  # the fifth call is kept for the final
+    await clock.advance(0.5)
+    reply.close()
+    await clock.settle()
+    await clock.advance(0.01)
+    assert target.calls[-1].kind == "finish"
+    assert target.calls[-1].at == pytest.approx(1.0, abs=0.02)
