@@ -6,22 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.adapters.conftest import ADA, BOB
 from tests.adapters.discord_harness import discord_service, idle
 from tests.fakes.discord import BOT_ID, CHANNEL, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 
 MENTION = f"<@{BOT_ID}>"
-ADA, BOB = "100000000000000001", "100000000000000002"
-
-
-@pytest.fixture
-async def fake_discord() -> FakeDiscord:
-    fake = FakeDiscord()
-    fake.add_user(ADA, "ada")
-    fake.add_user(BOB, "bob")
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

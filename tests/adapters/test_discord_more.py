@@ -6,22 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.adapters.conftest import ADA, BOB
 from tests.adapters.discord_harness import discord_service, idle, until
-from tests.adapters.test_discord import ADA, BOB, MENTION
+from tests.adapters.test_discord import MENTION
 from tests.fakes.discord import ADMIN_ROLE, CHANNEL, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-@pytest.fixture
-async def fake_discord() -> FakeDiscord:
-    fake = FakeDiscord()
-    fake.add_user(ADA, "ada", roles=[ADMIN_ROLE])
-    fake.add_user(BOB, "bob")
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

@@ -175,18 +175,7 @@ class FakeDiscord:
     # -- gateway ---------------------------------------------------------------
 
     def _guild(self) -> dict[str, Any]:
-        members = [
-            {
-                "user": u,
-                "roles": self.member_roles.get(uid, []),
-                "joined_at": "2026-01-01T00:00:00+00:00",
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "nick": None,
-            }
-            for uid, u in self.users.items()
-        ]
+        members = [{**self._member(uid), "user": u} for uid, u in self.users.items()]
         bot_perms = ALL_PERMISSIONS if self.can_create_threads else EVERYONE_PERMISSIONS
         roles = [
             {
