@@ -32,12 +32,20 @@ PLACEHOLDER = "_Thinking…_"
 
 def update_budget(team: str) -> Budget:
     """The workspace's chat.update budget, shared by every reply in it."""
-    return Budget(f"slack:{team}:chat.update", UPDATE_PER_S, burst=4, reserve=2)
+    return Budget(
+        f"slack:{team}:chat.update", UPDATE_PER_S, burst=4, reserve=2, spacing=1 / UPDATE_PER_S
+    )
 
 
 def append_budget(team: str) -> Budget:
     """The workspace's chat.appendStream budget."""
-    return Budget(f"slack:{team}:chat.appendStream", APPEND_PER_S, burst=9, reserve=2)
+    return Budget(
+        f"slack:{team}:chat.appendStream",
+        APPEND_PER_S,
+        burst=9,
+        reserve=2,
+        spacing=1 / APPEND_PER_S,
+    )
 
 
 def post_budget(team: str, channel: str) -> Budget:
