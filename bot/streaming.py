@@ -299,6 +299,7 @@ class _Lane:
         self.calls: set[asyncio.Task[None]] = set()
         self.rate_limited = 0
         self.last_call_at = float("-inf")
+        self.next_need = 1
 
     def notify(self, reply: ReplyStream) -> None:
         if reply.has_work():
@@ -331,12 +332,11 @@ class _Lane:
                 continue
             picked = self._pick()
             if picked is None:
-                # Only intermediate edits are waiting and the reserve is all that is left.
-                # Until the budget grows past the reserve, or an urgent call (a final) comes in.
-                need = max(
-                    self.bucket.time_until(self.bucket.budget.reserve + 1),
-                    self.last_call_at + self.bucket.budget.spacing - clock.now(),
-                )
+                # Nothing waiting may use what is left: sleep until the cheapest waiting call
+                # may go, or until a more urgent one (a first text, a final) comes in.
+                need = self.bucket.time_until(self.next_need)
+                if self.next_need > self.bucket.budget.reserve:
+                    need = max(need, self.last_call_at + self.bucket.budget.spacing - clock.now())
                 self.wake.clear()
                 sleeper = asyncio.ensure_future(clock.sleep(max(need, 0.001)))
                 waker = asyncio.ensure_future(self.wake.wait())
@@ -353,15 +353,25 @@ class _Lane:
             self.calls.add(task)
             task.add_done_callback(self.calls.discard)
 
+    def _tokens_needed(self, reply: ReplyStream, op: _Op) -> int:
+        """A message's first text may take the last token; a final keeps one back for the
+        next reply's first text; an intermediate edit leaves the whole reserve."""
+        reserve = self.bucket.budget.reserve
+        if op.kind == "show" and op.part not in reply._shown:
+            return 1
+        if reply.urgent(op):
+            return max(1, reserve)
+        return reserve + 1
+
     def _pick(self) -> tuple[ReplyStream, _Op] | None:
-        """The first reply in line with an urgent call; else the first in line, if the
-        bucket holds more than the reserve. Finished or busy replies leave the queue."""
+        """First texts first, then finals, then intermediate edits (spaced out), each in
+        queue order, when the bucket holds enough. Finished or busy replies leave the queue.
+        Sets `self.next_need` to the tokens the cheapest waiting call needs."""
         budget = self.bucket.budget
-        spare = (
-            self.bucket.available() >= budget.reserve + 1
-            and self.scheduler.clock.now() - self.last_call_at >= budget.spacing
-        )
-        chosen: tuple[ReplyStream, _Op] | None = None
+        available = self.bucket.available()
+        spaced = self.scheduler.clock.now() - self.last_call_at >= budget.spacing
+        best: tuple[int, ReplyStream, _Op] | None = None
+        self.next_need = budget.reserve + 1
         for reply in list(self.queue):
             op = reply.next_op() if not reply._in_flight else None
             if op is None:
@@ -369,17 +379,19 @@ class _Lane:
                 reply.queued = False
                 reply._check_done()
                 continue
-            if reply.urgent(op):
-                chosen = (reply, op)
-                break
-            if spare and chosen is None:
-                chosen = (reply, op)
-                if budget.reserve == 0:
+            need = self._tokens_needed(reply, op)
+            self.next_need = min(self.next_need, need)
+            if available < need or (need > budget.reserve and not spaced):
+                continue
+            if best is None or need < best[0]:
+                best = (need, reply, op)
+                if need == 1:
                     break
-        if chosen is not None:
-            self.queue.remove(chosen[0])
-            chosen[0].queued = False
-        return chosen
+        if best is None:
+            return None
+        self.queue.remove(best[1])
+        best[1].queued = False
+        return best[1], best[2]
 
     async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket) -> None:
         try:
