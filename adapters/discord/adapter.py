@@ -174,7 +174,7 @@ class DiscordAdapter:
         store = self.engine.store
         reference: discord.Message | None = None
         where: discord.abc.Messageable
-        new_thread_from: discord.Message | None = None
+        key: ThreadKey | None = None  # None: a thread is to be made from this message
         if isinstance(channel, discord.DMChannel):
             key = ThreadKey("discord", "dm", str(channel.id), str(channel.id))
             where, access_channel = channel, str(channel.id)
@@ -193,8 +193,7 @@ class DiscordAdapter:
             if chained is not None:
                 key, where, reference = chained, channel, message
             elif mentioned:
-                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), "")
-                where, new_thread_from = channel, message
+                where = channel
             else:
                 return
         else:
@@ -202,24 +201,23 @@ class DiscordAdapter:
         if not self.access.allows(
             "discord", str(message.author.id), access_channel, self._roles(message.author)
         ) or not await store.mark_event("discord", str(message.id)):  # not a gateway replay
-            if mentioned:
+            if key is not None:
                 self._joining.discard(key)
             return
         names = {str(u.id): u.display_name for u in message.mentions}
         text = readable(message.content, bot_id=str(me.id), names=names)
         persona, text = (
-            take_persona(text) if (mentioned or key.workspace_id == "dm") else (None, text)
+            take_persona(text)
+            if mentioned or isinstance(channel, discord.DMChannel)
+            else (None, text)
         )
-        if new_thread_from is not None:
+        if key is None:
             assert isinstance(channel, discord.TextChannel)
-            thread = await self._open_thread(new_thread_from, channel, text)
-            if thread is not None:
-                key = ThreadKey("discord", key.workspace_id, key.channel_id, str(thread.id))
+            key, where, reference = await self._answer_place(
+                channel, thread_from=message, reply_to=message, prompt=text
+            )
+            if reference is None:
                 self._joining.add(key)
-                where = thread
-            else:  # no thread allowed here: a reply chain rooted at this message
-                key = ThreadKey("discord", key.workspace_id, key.channel_id, str(message.id))
-                reference = message
         if key in self._joining:
             # Joined from now on, durably; the engine would create it only when its turn runs.
             await store.get_or_create_conversation(key)
@@ -257,6 +255,22 @@ class DiscordAdapter:
             new_thread=new_thread,
             global_limit=self.global_budget,
         )
+
+    async def _answer_place(
+        self,
+        channel: discord.TextChannel,
+        *,
+        thread_from: discord.abc.Snowflake,
+        reply_to: discord.Message,
+        prompt: str,
+    ) -> tuple[ThreadKey, discord.abc.Messageable, discord.Message | None]:
+        """Where to answer in a text channel: a new thread from `thread_from`, or, where
+        threads are not allowed, a reply chain rooted at `reply_to` (its reference)."""
+        guild = str(channel.guild.id)
+        thread = await self._open_thread(thread_from, channel, prompt)
+        if thread is not None:
+            return ThreadKey("discord", guild, str(channel.id), str(thread.id)), thread, None
+        return ThreadKey("discord", guild, str(channel.id), str(reply_to.id)), channel, reply_to
 
     async def _open_thread(
         self, message: discord.abc.Snowflake, channel: discord.TextChannel, prompt: str
@@ -317,7 +331,7 @@ class DiscordAdapter:
         if isinstance(ref.resolved, discord.Message):
             return ref.resolved
         assert ref.message_id is not None
-        cached = self.bot._connection._get_message(ref.message_id)
+        cached = discord.utils.get(self.bot.cached_messages, id=ref.message_id)
         if cached is not None:
             return cached
         try:
@@ -376,20 +390,17 @@ class DiscordAdapter:
             f"Summarising {names}…", wait=True, allowed_mentions=discord.AllowedMentions.none()
         )
         where: discord.abc.Messageable
+        reference: discord.Message | None = None
         if isinstance(channel, discord.TextChannel):
-            thread = await self._open_thread(source or header, channel, f"Summary: {names}")
-            if thread is not None:
-                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), str(thread.id))
-                where = thread
-            else:
-                key = ThreadKey("discord", str(channel.guild.id), str(channel.id), str(header.id))
-                where = channel
+            key, where, reference = await self._answer_place(
+                channel, thread_from=source or header, reply_to=header, prompt=f"Summary: {names}"
+            )
         else:
             maybe = self.key_for(channel, interaction.guild_id)
             if maybe is None or channel is None:
                 return
             key, where = maybe, channel  # type: ignore[assignment]
-        target = self._target(where, key, header if key.thread_id == str(header.id) else None)
+        target = self._target(where, key, reference)
         message = IncomingMessage(
             key=key,
             author=Author(str(interaction.user.id), interaction.user.display_name),

@@ -138,7 +138,3 @@ class DiscordReplyTarget:
         msg = await self.channel.send(f"⚠️ {user_message}", allowed_mentions=NO_PINGS)
         if self._on_message is not None:
             await self._on_message(msg)
-
-    async def aclose(self) -> None:
-        """Stop the typing loop."""
-        await self._stop_typing()

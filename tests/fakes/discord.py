@@ -278,12 +278,6 @@ class FakeDiscord:
             with contextlib.suppress(ConnectionResetError):
                 await self._send(ws, event, data)
 
-    async def drop_connections(self) -> None:
-        """Close the gateway sockets (a restart of the bot reconnects)."""
-        for ws in list(self._sockets):
-            await ws.close()
-        self.identified.clear()
-
     # -- what users do ---------------------------------------------------------
 
     def _member(self, uid: str) -> dict[str, Any]:
