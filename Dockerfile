@@ -1,14 +1,19 @@
 # syntax=docker/dockerfile:1
 FROM python:3.11-slim AS build
 WORKDIR /src
-RUN python -m venv /opt/venv
-COPY requirements.lock ./
-RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
+# The image's pip installs only the pinned installer (by hash); uv then installs the lock
+# exactly, and builds our wheel with the setuptools the dev lock pins.
+COPY requirements-uv.lock requirements.lock requirements-dev.lock ./
+ENV UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1
+RUN pip install --no-cache-dir --no-deps --require-hashes --target /opt/uv -r requirements-uv.lock \
+    && /opt/uv/bin/uv venv /opt/venv \
+    && /opt/uv/bin/uv pip sync --require-hashes --python /opt/venv/bin/python requirements.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY storage ./storage
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/uv/bin/uv pip install --no-deps --build-constraints requirements-dev.lock \
+    --python /opt/venv/bin/python .
 
 FROM python:3.11-slim
 RUN groupadd --gid 10001 bot \
