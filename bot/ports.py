@@ -12,10 +12,12 @@ from bot.types import (
     DailyUsage,
     History,
     NewTurn,
+    PendingReply,
     Persona,
     RemoteFile,
     ThreadKey,
     Turn,
+    TurnUpdate,
     Usage,
 )
 
@@ -125,6 +127,35 @@ class Store(Protocol):
 
     async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
         """Write one turn (one transaction) and return it with its id and seq."""
+        ...
+
+    async def accept_turn(
+        self, key: ThreadKey, *, user: NewTurn, reply: NewTurn, event: tuple[str, str] | None
+    ) -> tuple[Conversation, Turn, Turn] | None:
+        """One transaction: mark `event` (platform, id) seen, create the conversation if
+        needed, store the user turn and its pending reply. None when the event was seen."""
+        ...
+
+    async def update_turn(
+        self, conversation_id: int, turn_id: int, change: TurnUpdate
+    ) -> Turn | None:
+        """Change a stored turn; None when it no longer exists."""
+        ...
+
+    async def pending_replies(self) -> list[PendingReply]:
+        """Replies still pending (left by a crash), oldest first."""
+        ...
+
+    async def event_seen(self, platform: str, event_id: str) -> bool:
+        """True when the event id was recorded before."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None:
+        """Small service state stored under `key`."""
+        ...
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store small service state under `key`."""
         ...
 
     async def load_history(self, conversation_id: int, *, token_budget: int) -> History:

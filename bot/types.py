@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
 Role = Literal["user", "model"]
-TurnStatus = Literal["complete", "partial", "failed"]
+# "pending": a reply being written; a crash leaves it for start-up recovery.
+TurnStatus = Literal["complete", "partial", "failed", "pending"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +132,35 @@ class Turn:
     message_ids: tuple[str, ...]
     error: str | None
     created_at: datetime
+    attempts: int = 0  # times start-up recovery re-answered this (pending) reply
 
     @property
     def text(self) -> str:
         """All text parts joined."""
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUpdate:
+    """Changes to a stored turn (a checkpoint or the end of a reply); None keeps a field."""
+
+    parts: tuple[Part, ...] | None = None
+    status: TurnStatus | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    token_estimate: int | None = None
+    message_ids: tuple[str, ...] | None = None
+    error: str | None = None
+    attempts: int | None = None
+
+    def apply(self, turn: Turn) -> Turn:
+        """`turn` with these changes."""
+        changes = {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+            if getattr(self, name) is not None
+        }
+        return replace(turn, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +171,15 @@ class Conversation:
     key: ThreadKey
     persona: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReply:
+    """A reply a previous process started and never finished, with the turn it answers."""
+
+    conversation: Conversation
+    user_turn: Turn
+    model_turn: Turn
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ from bot.types import (
     DailyUsage,
     History,
     NewTurn,
+    PendingReply,
     RemoteFile,
     ThreadKey,
     Turn,
+    TurnUpdate,
     Usage,
 )
 from storage.blobs import check_size
@@ -31,6 +33,7 @@ class MemoryStore:
         self._channels: dict[tuple[str, str, str], str | None] = {}
         self._events: dict[tuple[str, str], datetime] = {}
         self._usage: dict[tuple[str, str, str], DailyUsage] = {}
+        self._meta: dict[str, str] = {}
         self._next_conv = 1
         self._next_turn = 1
         self.is_open = False
@@ -81,6 +84,48 @@ class MemoryStore:
         self._next_turn += 1
         turns.append(stored)
         return stored
+
+    async def accept_turn(
+        self, key: ThreadKey, *, user: NewTurn, reply: NewTurn, event: tuple[str, str] | None
+    ) -> tuple[Conversation, Turn, Turn] | None:
+        """Mark the event, store the user turn and its pending reply."""
+        if event is not None and not await self.mark_event(*event):
+            return None
+        conv = await self.get_or_create_conversation(key)
+        return conv, await self.append_turn(conv.id, user), await self.append_turn(conv.id, reply)
+
+    async def update_turn(
+        self, conversation_id: int, turn_id: int, change: TurnUpdate
+    ) -> Turn | None:
+        """Change a stored turn."""
+        turns = self._turns.get(conversation_id, [])
+        for i, t in enumerate(turns):
+            if t.id == turn_id:
+                turns[i] = change.apply(t)
+                return turns[i]
+        return None
+
+    async def pending_replies(self) -> list[PendingReply]:
+        """Pending replies with the user turn before each."""
+        found = []
+        for conv in self._convs.values():
+            turns = self._turns.get(conv.id, [])
+            for i, t in enumerate(turns):
+                if t.status == "pending" and i > 0 and turns[i - 1].role == "user":
+                    found.append(PendingReply(conv, turns[i - 1], t))
+        return sorted(found, key=lambda p: p.model_turn.id)
+
+    async def event_seen(self, platform: str, event_id: str) -> bool:
+        """True when seen before."""
+        return (platform, event_id) in self._events
+
+    async def get_meta(self, key: str) -> str | None:
+        """Stored service state."""
+        return self._meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store service state."""
+        self._meta[key] = value
 
     async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
         """First turn + newest turns that fit the budget."""

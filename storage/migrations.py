@@ -83,8 +83,80 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
         await db.execute(sql)
 
 
+async def _rebuild(db: aiosqlite.Connection, table: str, create: str) -> None:
+    """Replace `table` by `create` (same columns first), keeping rows and AUTOINCREMENT state.
+
+    SQLite cannot change a key or a CHECK in place: its documented way is a new table, a copy
+    and a rename, with foreign keys off (migrate() turns them off around migrations).
+    """
+    old_seq = list(
+        await db.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name=?", (table,))
+    )
+    cols = [r[1] for r in await db.execute_fetchall(f"PRAGMA table_info({table})")]
+    await db.execute(create.replace(f"CREATE TABLE {table} ", f"CREATE TABLE {table}_new ", 1))
+    names = ", ".join(cols)
+    await db.execute(f"INSERT INTO {table}_new ({names}) SELECT {names} FROM {table}")
+    await db.execute(f"DROP TABLE {table}")
+    await db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+    if old_seq:
+        # Ids of deleted rows above today's maximum stay used: caches may key on them.
+        await db.execute(
+            "UPDATE sqlite_sequence SET seq=MAX(seq, ?) WHERE name=?", (old_seq[0][0], table)
+        )
+
+
+async def m002_checkpointed_replies(db: aiosqlite.Connection) -> None:
+    """Pending model turns (checkpointed replies), never-reused conversation ids, meta."""
+    # AUTOINCREMENT: a conversation re-created after /forget never gets the forgotten id, so a
+    # reply still in flight for the old one cannot write into the new one.
+    await _rebuild(
+        db,
+        "conversations",
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL,
+            persona TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (platform, workspace_id, channel_id, thread_id)
+        )""",
+    )
+    # 'pending': a reply being written (or left behind by a crash); `attempts` counts how
+    # often start-up recovery re-answered it, so it is re-answered at most once.
+    await _rebuild(
+        db,
+        "turns",
+        """CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'model')),
+            author_id TEXT,
+            author_name TEXT,
+            author_is_bot INTEGER NOT NULL DEFAULT 0,
+            parts TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('complete', 'partial', 'failed', 'pending')),
+            finish_reason TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            token_estimate INTEGER NOT NULL DEFAULT 0,
+            message_ids TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (conversation_id, seq)
+        )""",
+    )
+    await db.execute("CREATE INDEX turns_pending ON turns (status) WHERE status = 'pending'")
+    await db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
+    ("002_checkpointed_replies", m002_checkpointed_replies),
 ]
 
 
@@ -102,20 +174,33 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
             f"database has migrations this version does not know: {', '.join(sorted(stray))} "
             "(was it written by a newer gemini-bot?)"
         )
-    applied = []
-    for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await fn(db)
-            await db.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                (name, datetime.now(UTC).isoformat()),
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        applied.append(name)
+    applied: list[str] = []
+    # Table rebuilds need foreign keys off (a DROP would cascade); they are checked before
+    # each commit instead, and turned back on whatever happens.
+    fks = next(iter(await db.execute_fetchall("PRAGMA foreign_keys")))[0]
+    await db.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for name, fn in MIGRATIONS:
+            if name not in done:
+                await _apply(db, name, fn)
+                applied.append(name)
+    finally:
+        await db.execute(f"PRAGMA foreign_keys={'ON' if fks else 'OFF'}")
     return applied
+
+
+async def _apply(db: aiosqlite.Connection, name: str, fn: Migration) -> None:
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await fn(db)
+        broken = list(await db.execute_fetchall("PRAGMA foreign_key_check"))
+        if broken:
+            raise RuntimeError(f"migration {name} broke {len(broken)} foreign key(s)")
+        await db.execute(
+            "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+            (name, datetime.now(UTC).isoformat()),
+        )
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise

@@ -2,151 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from bot.types import (
-    Author,
     Conversation,
     DailyUsage,
     History,
     NewTurn,
+    PendingReply,
     RemoteFile,
     ThreadKey,
     Turn,
+    TurnUpdate,
     Usage,
 )
 from storage.blobs import BlobDir
-from storage.codec import dump_parts, load_parts
+from storage.cache import LRU, Tail
+from storage.codec import dump_parts
 from storage.migrations import migrate
+from storage.rows import INSERT_TURN, TURN_COLS, turn_from_row, turn_params
 
 log = logging.getLogger(__name__)
 
-_TURN_COLS = (
-    "id, seq, role, author_id, author_name, author_is_bot, parts, status, finish_reason, "
-    "prompt_tokens, output_tokens, token_estimate, message_ids, error, created_at"
-)
 # History is read newest first in pages, so a 5,000-turn thread costs what a short one does.
 _PAGE = 64
 CACHED_CONVERSATIONS = 4096
 CACHED_TAILS = 512
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A small least-recently-used map."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict[K, V] = OrderedDict()
-
-    def __contains__(self, key: K) -> bool:
-        return key in self._d
-
-    def get(self, key: K) -> V | None:
-        """The value, marking it recently used."""
-        if key not in self._d:
-            return None
-        self._d.move_to_end(key)
-        return self._d[key]
-
-    def put(self, key: K, value: V) -> None:
-        """Store, evicting the least recently used entry when full."""
-        self._d[key] = value
-        self._d.move_to_end(key)
-        if len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        """Forget a key."""
-        self._d.pop(key, None)
-
-
-class _Tail:
-    """A conversation's first turn and its newest turns, decoded once and kept current."""
-
-    __slots__ = ("complete", "first", "recent")
-
-    def __init__(self, first: Turn | None, recent: list[Turn], *, complete: bool) -> None:
-        self.first = first
-        self.recent = recent  # contiguous, oldest first, ending at the newest turn
-        self.complete = complete  # True when `recent` reaches back to seq 2
-
-    def add(self, turn: Turn) -> None:
-        if self.first is None:
-            self.first = turn
-        else:
-            self.recent.append(turn)
-
-    def history(self, budget: int) -> History | None:
-        """The history for `budget`, or None when older turns must be read first."""
-        if self.first is None:
-            return History((), 0, 0)
-        used = self.first.token_estimate
-        kept = 0
-        for t in reversed(self.recent):
-            if used + t.token_estimate > budget:
-                break
-            used += t.token_estimate
-            kept += 1
-        else:
-            if not self.complete:
-                return None
-        if kept < len(self.recent) - 1:
-            # Keep one turn past the budget's edge, drop the rest from memory.
-            del self.recent[: len(self.recent) - kept - 1]
-            self.complete = False
-        last_seq = self.recent[-1].seq if self.recent else self.first.seq
-        turns = (self.first, *self.recent[len(self.recent) - kept :])
-        return History(turns, last_seq - len(turns), used)
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _turn(row: Any) -> Turn:
-    (
-        id_,
-        seq,
-        role,
-        a_id,
-        a_name,
-        a_bot,
-        parts,
-        status,
-        finish,
-        p_tok,
-        o_tok,
-        est,
-        mids,
-        err,
-        at,
-    ) = row
-    author = Author(str(a_id), str(a_name), bool(a_bot)) if a_id is not None else None
-    return Turn(
-        id=int(id_),
-        seq=int(seq),
-        role=role,
-        parts=load_parts(str(parts)),
-        author=author,
-        status=status,
-        finish_reason=finish,
-        usage=Usage(int(p_tok), int(o_tok)),
-        token_estimate=int(est),
-        message_ids=tuple(json.loads(str(mids))),
-        error=err,
-        created_at=datetime.fromisoformat(str(at)),
-    )
 
 
 class SqliteStore:
@@ -160,7 +55,10 @@ class SqliteStore:
         # write goes through the methods below, which update them.
         self._convs: LRU[ThreadKey, Conversation] = LRU(CACHED_CONVERSATIONS)
         self._channels: LRU[tuple[str, str, str], str | None] = LRU(CACHED_CONVERSATIONS)
-        self._tails: LRU[int, _Tail] = LRU(CACHED_TAILS)
+        self._tails: LRU[int, Tail] = LRU(CACHED_TAILS)
+        # One connection: a statement sent while a transaction is open would join it (and
+        # be rolled back with it), so writes and transactions take turns.
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -198,6 +96,22 @@ class SqliteStore:
     async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Run one statement and fetch its rows in one trip to the database thread."""
         return list(await self.db.execute_fetchall(sql, params))
+
+    async def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one writing statement, never inside another task's transaction."""
+        async with self._write_lock:
+            return await self._rows(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     async def ping(self) -> bool:
         """True when a trivial query answers."""
@@ -237,7 +151,7 @@ class SqliteStore:
         found = await self.get_conversation(key)
         if found is not None:
             return found
-        await self._rows(
+        await self._write(
             "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, created_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (key.platform, key.workspace_id, key.channel_id, key.thread_id, _now()),
@@ -249,7 +163,7 @@ class SqliteStore:
     async def set_thread_persona(self, key: ThreadKey, persona: str | None) -> None:
         """Pin a persona for one thread."""
         conv = await self.get_or_create_conversation(key)
-        await self._rows("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
+        await self._write("UPDATE conversations SET persona=? WHERE id=?", (persona, conv.id))
         self._convs.put(key, replace(conv, persona=persona))
 
     async def forget(self, key: ThreadKey) -> bool:
@@ -259,7 +173,7 @@ class SqliteStore:
         if conv is not None:
             self._tails.pop(conv.id)
         return bool(
-            await self._rows(
+            await self._write(
                 "DELETE FROM conversations "
                 "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=? "
                 "RETURNING 1",
@@ -271,39 +185,125 @@ class SqliteStore:
 
     async def append_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
         """Write one turn; one statement, so one transaction, with the next seq."""
+        async with self._write_lock:
+            return await self._insert_turn(conversation_id, turn)
+
+    async def _insert_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
         created = datetime.now(UTC)
-        a = turn.author
-        rows = await self._rows(
-            "INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
-            "author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
-            "token_estimate, message_ids, error, created_at) VALUES (?, "
-            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
-            "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, seq",
-            (
-                conversation_id,
-                conversation_id,
-                turn.role,
-                a.id if a else None,
-                a.name if a else None,
-                int(a.is_bot) if a else 0,
-                dump_parts(turn.parts),
-                turn.status,
-                turn.finish_reason,
-                turn.usage.prompt_tokens,
-                turn.usage.output_tokens,
-                turn.token_estimate,
-                json.dumps(list(turn.message_ids)),
-                turn.error,
-                created.isoformat(),
-            ),
-        )
-        row = rows[0] if rows else None
-        assert row is not None
-        stored = turn.stored(id=int(row[0]), seq=int(row[1]), created_at=created)
+        rows = await self._rows(INSERT_TURN, turn_params(conversation_id, turn, created))
+        stored = turn.stored(id=int(rows[0][0]), seq=int(rows[0][1]), created_at=created)
         tail = self._tails.get(conversation_id)
         if tail is not None:
             tail.add(stored)
         return stored
+
+    async def accept_turn(
+        self, key: ThreadKey, *, user: NewTurn, reply: NewTurn, event: tuple[str, str] | None
+    ) -> tuple[Conversation, Turn, Turn] | None:
+        """In one transaction: mark `event` seen, then store the user turn and its pending
+        reply. None (and nothing written) when the event was seen before."""
+        created = datetime.now(UTC).isoformat()
+        async with self._transaction():
+            if event is not None and not await self._rows(
+                "INSERT INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                (*event, created),
+            ):
+                return None
+            await self._rows(
+                "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key.platform, key.workspace_id, key.channel_id, key.thread_id, created),
+            )
+            conv = await self.get_conversation(key)
+            assert conv is not None
+            user_turn = await self._insert_turn(conv.id, user)
+            model_turn = await self._insert_turn(conv.id, reply)
+        return conv, user_turn, model_turn
+
+    async def update_turn(
+        self, conversation_id: int, turn_id: int, change: TurnUpdate
+    ) -> Turn | None:
+        """Apply `change` to a stored turn; None when it is gone (its thread was forgotten)."""
+        sets: list[str] = []
+        params: list[Any] = []
+        for col, value in (
+            ("parts", None if change.parts is None else dump_parts(change.parts)),
+            ("status", change.status),
+            ("finish_reason", change.finish_reason),
+            ("prompt_tokens", change.usage.prompt_tokens if change.usage else None),
+            ("output_tokens", change.usage.output_tokens if change.usage else None),
+            ("token_estimate", change.token_estimate),
+            (
+                "message_ids",
+                None if change.message_ids is None else json.dumps(list(change.message_ids)),
+            ),
+            ("error", change.error),
+            ("attempts", change.attempts),
+        ):
+            if value is not None:
+                sets.append(f"{col}=?")
+                params.append(value)
+        if not sets:
+            return None
+        rows = await self._write(
+            f"UPDATE turns SET {', '.join(sets)} WHERE id=? AND conversation_id=? "
+            f"RETURNING {TURN_COLS}",
+            (*params, turn_id, conversation_id),
+        )
+        if not rows:
+            return None
+        turn = turn_from_row(rows[0])
+        tail = self._tails.get(conversation_id)
+        if tail is not None:
+            tail.update(turn)
+        return turn
+
+    async def pending_replies(self) -> list[PendingReply]:
+        """Replies left pending (by a crash), each with the user turn just before it."""
+        found: list[PendingReply] = []
+        rows = await self._rows(
+            "SELECT t.conversation_id, c.platform, c.workspace_id, c.channel_id, c.thread_id, "
+            "c.persona, c.created_at, t.seq FROM turns t JOIN conversations c "
+            "ON c.id = t.conversation_id WHERE t.status = 'pending' ORDER BY t.id"
+        )
+        for conv_id, platform, ws, ch, th, persona, at, seq in rows:
+            conv = Conversation(
+                int(conv_id), ThreadKey(platform, ws, ch, th), persona, datetime.fromisoformat(at)
+            )
+            pair = [
+                turn_from_row(r)
+                for r in await self._rows(
+                    f"SELECT {TURN_COLS} FROM turns WHERE conversation_id=? AND seq IN (?, ?) "
+                    "ORDER BY seq",
+                    (conv_id, int(seq) - 1, int(seq)),
+                )
+            ]
+            if len(pair) == 2 and pair[0].role == "user":
+                found.append(PendingReply(conv, pair[0], pair[1]))
+        return found
+
+    async def get_meta(self, key: str) -> str | None:
+        """A value stored under `key` (small service state, e.g. a synced command hash)."""
+        rows = await self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`."""
+        await self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    async def event_seen(self, platform: str, event_id: str) -> bool:
+        """True when the event id was recorded before."""
+        return bool(
+            await self._rows(
+                "SELECT 1 FROM processed_events WHERE platform=? AND event_id=?",
+                (platform, event_id),
+            )
+        )
 
     async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
         """First turn + newest turns that fit the budget; reads only what it keeps."""
@@ -318,36 +318,36 @@ class SqliteStore:
         assert history is not None
         return history
 
-    async def _read_tail(self, conversation_id: int, token_budget: int) -> _Tail:
+    async def _read_tail(self, conversation_id: int, token_budget: int) -> Tail:
         """Read the first turn and, newest first, the turns that fit the budget."""
         rows = await self._rows(
-            f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
+            f"SELECT {TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
             (conversation_id,),
         )
         first_row = rows[0] if rows else None
         if first_row is None:
-            return _Tail(None, [], complete=True)
-        first = _turn(first_row)
+            return Tail(None, [], complete=True)
+        first = turn_from_row(first_row)
         used = first.token_estimate
         recent: list[Turn] = []
         offset = 0
         while True:
             rows = await self._rows(
-                f"SELECT {_TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
+                f"SELECT {TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
                 f"ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (conversation_id, _PAGE, offset),
             )
             for row in rows:
-                t = _turn(row)
+                t = turn_from_row(row)
                 recent.append(t)
                 used += t.token_estimate
                 if used > token_budget:
                     # One turn past the budget, so the tail knows where the budget ends.
                     recent.reverse()
-                    return _Tail(first, recent, complete=False)
+                    return Tail(first, recent, complete=False)
             if len(rows) < _PAGE:
                 recent.reverse()
-                return _Tail(first, recent, complete=True)
+                return Tail(first, recent, complete=True)
             offset += _PAGE
 
     async def count_turns(self, conversation_id: int) -> int:
@@ -363,7 +363,7 @@ class SqliteStore:
     async def put_blob(self, data: bytes, *, mime_type: str) -> str:
         """Store bytes under DATA_DIR/blobs and record them."""
         sha = await self.blobs.put(data)
-        await self._rows(
+        await self._write(
             "INSERT INTO blobs (sha256, mime_type, size, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
             (sha, mime_type, len(data), _now()),
@@ -386,7 +386,7 @@ class SqliteStore:
 
     async def put_remote_file(self, sha256: str, remote: RemoteFile) -> None:
         """Record (or replace) the provider file for these bytes."""
-        await self._rows(
+        await self._write(
             "INSERT INTO remote_files (sha256, uri, name, mime_type, expires_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET uri=excluded.uri, "
             "name=excluded.name, mime_type=excluded.mime_type, expires_at=excluded.expires_at",
@@ -416,7 +416,7 @@ class SqliteStore:
         self, platform: str, workspace_id: str, channel_id: str, persona: str | None
     ) -> None:
         """Set or clear the channel's default persona."""
-        await self._rows(
+        await self._write(
             "INSERT INTO channel_settings (platform, workspace_id, channel_id, default_persona) "
             "VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET default_persona=excluded.default_persona",
@@ -429,7 +429,7 @@ class SqliteStore:
     async def mark_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was already there."""
         return bool(
-            await self._rows(
+            await self._write(
                 "INSERT INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT DO NOTHING RETURNING 1",
                 (platform, event_id, _now()),
@@ -439,7 +439,7 @@ class SqliteStore:
     async def prune_events(self, *, older_than: datetime) -> int:
         """Forget event ids seen before `older_than`."""
         return len(
-            await self._rows(
+            await self._write(
                 "DELETE FROM processed_events WHERE seen_at < ? RETURNING 1",
                 (older_than.isoformat(),),
             )
@@ -447,7 +447,7 @@ class SqliteStore:
 
     async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
         """Add one turn to a user's day."""
-        await self._rows(
+        await self._write(
             "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens) "
             "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET turns=turns+1, "
             "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
