@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.engine.locks import ThreadLocks
 from bot.errors import AccessDenied
 from bot.personas import PersonaRegistry
 from bot.ports import Store
@@ -27,9 +28,14 @@ def summarize_prompt(focus: str = "") -> str:
 class Commands:
     """The commands every adapter offers, on one store and persona registry."""
 
-    def __init__(self, *, store: Store, personas: PersonaRegistry) -> None:
+    def __init__(
+        self, *, store: Store, personas: PersonaRegistry, locks: ThreadLocks | None = None
+    ) -> None:
         self.store = store
         self.personas = personas
+        # The engine's thread locks: a command that changes a thread waits for the reply in
+        # flight there, so it can never write into a thread that was just forgotten.
+        self.locks = locks if locks is not None else ThreadLocks()
 
     def summarize_persona(self) -> str | None:
         """The persona /summarize uses: `summarizer` when defined, else the thread's own."""
@@ -61,7 +67,8 @@ class Commands:
     async def set_thread_persona(self, key: ThreadKey, name: str) -> str:
         """Pick a persona for one thread (anyone in it may)."""
         persona = self.personas.get(name)
-        await self.store.set_thread_persona(key, persona.name)
+        async with self.locks.hold(key):
+            await self.store.set_thread_persona(key, persona.name)
         return f"This thread now uses the {persona.name} persona."
 
     async def set_channel_persona(
@@ -79,11 +86,13 @@ class Commands:
 
     async def forget(self, key: ThreadKey) -> str:
         """Delete a thread's stored conversation; the thread stays joined, starting afresh."""
-        if await self.store.forget(key):
-            # An empty conversation remains, so the bot does not re-read the platform's
-            # copy of the thread as context for an "unjoined" thread: forgotten is forgotten.
-            await self.store.get_or_create_conversation(key)
-            return "Forgotten. The next message here starts a fresh conversation."
+        async with self.locks.hold(key):
+            if await self.store.forget(key):
+                # An empty conversation remains, so the bot does not re-read the platform's
+                # copy of the thread as context for an "unjoined" thread: forgotten is
+                # forgotten.
+                await self.store.get_or_create_conversation(key)
+                return "Forgotten. The next message here starts a fresh conversation."
         return "There was nothing stored for this thread."
 
     async def usage(self, platform: str, user_id: str) -> str:

@@ -146,3 +146,18 @@ class InstantModel:
 
     async def aclose(self) -> None:
         return None
+
+
+async def until(cond: Any, limit: float = 10.0, message: str = "condition not met in time") -> None:
+    """Wait for `cond()` (sync or async) to be true, polling; fail after `limit` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        got = cond()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(message)
+        await asyncio.sleep(0.01)

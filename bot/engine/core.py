@@ -1,39 +1,25 @@
-"""ConversationEngine: one turn = lock thread, store input, load history, stream, persist."""
+"""ConversationEngine: accept a message durably, then one turn under the thread's lock."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
-from bot.attachments import estimate_tokens, human_size, sniff
-from bot.errors import (
-    AttachmentError,
-    BotError,
-    ModelBlocked,
-    ModelError,
-    ModelFileUnavailable,
-    ModelTooLarge,
-)
+from bot.attachments import estimate_tokens
+from bot.engine.checkpoint import Checkpointer
+from bot.engine.content import ContentBuilder, estimate
+from bot.engine.locks import ThreadLocks
+from bot.engine.outcome import outcome
+from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
 from bot.personas import PersonaRegistry
-from bot.ports import (
-    ChatModel,
-    FileData,
-    Finished,
-    InlineData,
-    ModelContent,
-    ModelPart,
-    ReplyTarget,
-    Store,
-    TextDelta,
-)
+from bot.ports import ChatModel, Finished, ModelContent, ReplyTarget, Store, TextDelta
 from bot.streaming import EditScheduler, ReplyStream
 from bot.types import (
-    FilePart,
+    Conversation,
     IncomingMessage,
     NewTurn,
     Part,
@@ -41,23 +27,18 @@ from bot.types import (
     TextPart,
     Turn,
     TurnStatus,
+    TurnUpdate,
     Usage,
 )
 
 log = logging.getLogger(__name__)
 
-BLOCK_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST", "IMAGE_SAFETY"}
-)
 THREAD_NOTE = (
     "You are replying in a chat thread. Each user message starts with the speaker's name in "
     "square brackets, like [Ada]; several people may take part, so keep track of who said what. "
     "Do not start your own replies with a name in brackets."
 )
-# Re-upload a provider file this long before it expires, so a turn never uses a dying URI.
-EXPIRY_MARGIN = timedelta(hours=1)
-CONTENT_CACHE_SIZE = 100_000
-INTERRUPTED = "The bot restarted before this reply was finished; ask again to continue."
+FAILED = "Something went wrong on our side while answering; please try again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,28 +55,13 @@ class TurnResult:
     model_turn_id: int | None = None
 
 
-class _ThreadLocks:
-    """One asyncio.Lock per thread key, dropped when nobody holds or waits for it."""
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message stored with its pending reply: from here on a crash cannot lose it."""
 
-    def __init__(self) -> None:
-        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: object) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
+    conversation: Conversation
+    user_turn: Turn
+    model_turn: Turn
 
 
 class ConversationEngine:
@@ -118,23 +84,52 @@ class ConversationEngine:
         self.personas = personas
         self.scheduler = scheduler or EditScheduler()
         self.history_token_budget = history_token_budget
-        self.inline_max_bytes = inline_max_bytes
-        self.max_attachment_bytes = max_attachment_bytes
         self.delivery_timeout = delivery_timeout
-        self._locks = _ThreadLocks()
-        self._contents: dict[int, ModelContent | None] = {}
-        self._tasks: set[asyncio.Task[TurnResult]] = set()
-        self.accepting = True
+        self.locks = ThreadLocks()
         self.counters: Counter[str] = Counter()
+        self.content = ContentBuilder(
+            store=store,
+            model=model,
+            inline_max_bytes=inline_max_bytes,
+            max_attachment_bytes=max_attachment_bytes,
+            counters=self.counters,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._claimed: set[tuple[str, str]] = set()
+        self.accepting = True
 
     # -- entry points ------------------------------------------------------
+
+    async def claim(self, platform: str, event_id: str) -> bool:
+        """True when this event is new (not stored, not being prepared): answer it once.
+
+        The durable mark is written with the message itself (accept); this only keeps a
+        retry or a twin event (Slack's app_mention + message) from being prepared twice.
+        """
+        key = (platform, event_id)
+        if key in self._claimed or await self.store.event_seen(platform, event_id):
+            return False
+        if key in self._claimed:  # claimed by another task while we read the store
+            return False
+        self._claimed.add(key)
+        return True
 
     def submit(self, message: IncomingMessage, target: ReplyTarget) -> asyncio.Task[TurnResult]:
         """Handle a message in a background task tracked for graceful shutdown."""
         task = asyncio.create_task(self.handle(message, target), name=f"turn:{message.key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.track(task)
         return task
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Count a task as work in flight (graceful shutdown waits for it; a crash is logged)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.counters["turn_crashes"] += 1
+            log.error("turn task %s failed", task.get_name(), exc_info=exc)
 
     @property
     def in_flight(self) -> int:
@@ -155,65 +150,177 @@ class ConversationEngine:
     async def handle(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
         """One turn: everything from the user's message to the stored reply."""
         if not self.accepting:
+            self._release(message)
             await self._quiet_fail(target, "The bot is restarting; please try again in a minute.")
             return TurnResult("rejected", "")
+        try:
+            accepted = await self.accept(message)
+        except Exception as exc:
+            return await self._envelope(message, target, exc, None)
+        finally:
+            self._release(message)
+        if accepted is None:
+            return TurnResult("duplicate", "")
         try:
             await target.start()
         except Exception as exc:  # no placeholder is no reason not to answer
             log.warning("start of reply on %s failed: %r", message.key, exc)
-        async with self._locks.hold(message.key):
+        async with self.locks.hold(message.key):
             try:
-                return await self._turn(message, target)
-            except BotError as exc:
-                # Failures before the model call (persona, storage of the input...).
-                self.counters["turns_failed"] += 1
-                await self._quiet_fail(target, exc.user_message)
-                return TurnResult("failed", "", error=exc)
+                return await self._turn(accepted, message, target)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return await self._envelope(message, target, exc, accepted)
+
+    async def accept(self, message: IncomingMessage) -> Accepted | None:
+        """Store the message's text and its pending reply in one transaction (with the
+        event mark); None when the event was already handled."""
+        parts: tuple[Part, ...] = (TextPart(message.text.strip()),) if message.text.strip() else ()
+        event = (message.key.platform, message.event_id) if message.event_id else None
+        got = await self.store.accept_turn(
+            message.key,
+            user=NewTurn("user", parts, author=message.author, token_estimate=estimate(parts)),
+            reply=NewTurn("model", (), status="pending"),
+            event=event,
+        )
+        return None if got is None else Accepted(*got)
+
+    def _release(self, message: IncomingMessage) -> None:
+        if message.event_id:
+            self.release(message.key.platform, message.event_id)
+
+    def release(self, platform: str, event_id: str) -> None:
+        """Drop a claim whose message will not reach handle() (preparing it failed)."""
+        self._claimed.discard((platform, event_id))
+
+    async def _envelope(
+        self,
+        message: IncomingMessage,
+        target: ReplyTarget,
+        exc: Exception,
+        accepted: Accepted | None,
+    ) -> TurnResult:
+        """Any failure of a turn: a note to the user, a log line, a counter."""
+        if isinstance(exc, BotError):
+            note = exc.user_message
+            log.warning("turn on %s failed: %s", message.key, exc)
+        else:
+            note = FAILED
+            log.error("turn on %s failed", message.key, exc_info=exc)
+        self.counters["turns_failed"] += 1
+        if accepted is not None:
+            try:
+                await self.store.update_turn(
+                    accepted.conversation.id,
+                    accepted.model_turn.id,
+                    TurnUpdate(status="failed", error=repr(exc)[:1000]),
+                )
+            except Exception as store_exc:  # left pending: start-up recovery will see it
+                log.warning("could not record the failure on %s: %r", message.key, store_exc)
+        try:
+            await self._quiet_fail(target, note)
+        except Exception as fail_exc:
+            log.warning("could not tell the user on %s: %r", message.key, fail_exc)
+        return TurnResult("failed", "", error=exc if isinstance(exc, BotError) else None)
 
     # -- the turn ----------------------------------------------------------
 
-    async def _turn(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
-        store = self.store
+    async def _turn(
+        self, accepted: Accepted, message: IncomingMessage, target: ReplyTarget
+    ) -> TurnResult:
         key = message.key
-        conv = await store.get_or_create_conversation(key)
-        thread_persona = conv.persona
+        conv, user_turn = accepted.conversation, accepted.user_turn
+        thread_persona = (await self.store.get_conversation(key) or conv).persona
         if message.persona:
             chosen = self.personas.get(message.persona)  # UnknownPersona is a BotError
-            await store.set_thread_persona(key, chosen.name)
+            await self.store.set_thread_persona(key, chosen.name)
             thread_persona = chosen.name
-        channel_persona = await store.get_channel_persona(
-            key.platform, key.workspace_id, key.channel_id
-        )
-        persona = self.personas.resolve(thread=thread_persona, channel=channel_persona)
-
-        parts, notes = await self._ingest(message)
-        if not parts:
+        persona = await self.persona_for(conv, thread_persona)
+        files, notes = await self.content.files(message)
+        if files:
+            parts = (*user_turn.parts, *files)
+            updated = await self.store.update_turn(
+                conv.id, user_turn.id, TurnUpdate(parts=parts, token_estimate=estimate(parts))
+            )
+            user_turn = updated or user_turn
+        if not user_turn.parts:
             text = "\n".join(notes) or "(Nothing to answer: the message was empty.)"
+            await self.store.update_turn(
+                conv.id, accepted.model_turn.id, TurnUpdate(status="failed", error="nothing")
+            )
             await self._deliver_only(target, text)
             return TurnResult("skipped", text, notes=tuple(notes))
-        estimate = sum(
-            estimate_tokens(text=p.text)
-            if isinstance(p, TextPart)
-            else estimate_tokens(mime_type=p.mime_type, size=p.size)
-            for p in parts
+        prefix = "".join(f"_{note}_\n\n" for note in notes)
+        result = await self.answer(
+            replace(accepted, user_turn=user_turn), persona, target, prefix=prefix
         )
-        user_turn = await store.append_turn(
-            conv.id, NewTurn("user", tuple(parts), author=message.author, token_estimate=estimate)
-        )
-        history = await store.load_history(conv.id, token_budget=self.history_token_budget)
-        if not history.turns or history.turns[-1].id != user_turn.id:
-            raise ModelTooLarge("message alone exceeds the history budget")
-        contents = [c for t in history.turns if (c := await self._content(t)) is not None]
-        persona = self._with_thread_note(persona, history.dropped)
+        return replace(result, notes=tuple(notes))
 
+    async def persona_for(self, conv: Conversation, thread_persona: str | None) -> Persona:
+        """The persona a thread uses: its own, else the channel's, else the default."""
+        k = conv.key
+        channel = await self.store.get_channel_persona(k.platform, k.workspace_id, k.channel_id)
+        return self.personas.resolve(thread=thread_persona, channel=channel)
+
+    async def answer(
+        self, accepted: Accepted, persona: Persona, target: ReplyTarget, *, prefix: str = ""
+    ) -> TurnResult:
+        """Call the model for the stored user turn and stream, checkpoint and store the reply."""
+        conv, user_turn, model_turn = accepted.conversation, accepted.user_turn, accepted.model_turn
+        history = await self.store.load_history(conv.id, token_budget=self.history_token_budget)
+        # Only what came before this reply: later messages of the thread wait their turn.
+        turns = [t for t in history.turns if t.seq < model_turn.seq and t.status != "pending"]
+        if not turns or turns[-1].id != user_turn.id:
+            raise ModelTooLarge("message alone exceeds the history budget")
+        contents = await self.content.contents(turns)
+        persona = self._with_thread_note(persona, history.dropped)
         reply = self.scheduler.open(target)
-        for note in notes:
-            reply.append(f"_{note}_\n\n")
-        text = ""
-        finish: str | None = None
-        usage = Usage()
-        error: BotError | None = None
-        cancelled = False
+        reply.append(prefix)
+        state = _Streamed()
+        checkpoint = Checkpointer(
+            self.store,
+            conversation_id=conv.id,
+            turn_id=model_turn.id,
+            message_ids=lambda: target.message_ids,
+            text=lambda: state.text,
+        )
+        saver = asyncio.create_task(checkpoint.run())
+        try:
+            await self._stream(persona, contents, turns, reply, state)
+        finally:
+            saver.cancel()
+        status, user_note = outcome(state.text, state.finish, state.error, state.cancelled)
+        if not state.text and status == "complete":
+            reply.append("(Gemini returned an empty answer.)")
+        reply.close(fail_message=user_note)
+        # Persist even while being cancelled: a partial reply must not be lost.
+        stored = await asyncio.shield(
+            self._persist_reply(reply, accepted, state=state, status=status)
+        )
+        self.counters[f"turns_{stored.status}"] += 1
+        result = TurnResult(
+            status=stored.status,
+            text=state.text,
+            finish_reason=state.finish,
+            error=state.error,
+            dropped=history.dropped,
+            user_turn_id=user_turn.id,
+            model_turn_id=model_turn.id,
+        )
+        if state.cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    async def _stream(
+        self,
+        persona: Persona,
+        contents: list[ModelContent],
+        turns: list[Turn],
+        reply: ReplyStream,
+        state: _Streamed,
+    ) -> None:
+        """Run the model into `reply`, recording text, finish, usage and errors in `state`."""
         try:
             for attempt in (1, 2):
                 try:
@@ -221,216 +328,56 @@ class ConversationEngine:
                         persona=persona, history=contents[:-1], message=contents[-1]
                     ):
                         if isinstance(event, TextDelta):
-                            text += event.text
+                            state.text += event.text
                             reply.append(event.text)
                         elif isinstance(event, Finished):
-                            finish, usage = event.finish_reason, event.usage
-                    break
+                            state.finish, state.usage = event.finish_reason, event.usage
+                    return
                 except ModelFileUnavailable:
-                    if attempt == 2 or text:
+                    if attempt == 2 or state.text:
                         raise
                     # The provider lost a file early: upload it again from our bytes, once.
-                    await self._expire_remote_files(history.turns)
-                    contents = [
-                        c for t in history.turns if (c := await self._content(t)) is not None
-                    ]
+                    await self.content.expire_remote_files(turns)
+                    contents = await self.content.contents(turns)
         except ModelError as exc:
-            error = exc
+            state.error = exc
         except asyncio.CancelledError:
-            cancelled = True
+            state.cancelled = True
         except Exception as exc:  # a bug or an SDK surprise: tell the user, keep the text
-            log.exception("model stream failed on %s", key)
-            error = BotError(repr(exc))
-
-        status, user_note = self._outcome(text, finish, error, cancelled)
-        if not text and status == "complete":
-            reply.append("(Gemini returned an empty answer.)")
-        reply.close(fail_message=user_note)
-        # Persist even while being cancelled: a partial reply must not be lost.
-        model_turn = await asyncio.shield(
-            self._persist_reply(
-                reply,
-                message,
-                conv_id=conv.id,
-                text=text,
-                status=status,
-                finish=finish,
-                usage=usage,
-                error="interrupted" if cancelled else (str(error) if error else None),
-            )
-        )
-        self.counters[f"turns_{status}"] += 1
-        result = TurnResult(
-            status=status,
-            text=text,
-            finish_reason=finish,
-            notes=tuple(notes),
-            error=error,
-            dropped=history.dropped,
-            user_turn_id=user_turn.id,
-            model_turn_id=model_turn.id,
-        )
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
+            log.exception("model stream failed")
+            state.error = BotError(repr(exc))
 
     async def _persist_reply(
-        self,
-        reply: ReplyStream,
-        message: IncomingMessage,
-        *,
-        conv_id: int,
-        text: str,
-        status: TurnStatus,
-        finish: str | None,
-        usage: Usage,
-        error: str | None,
+        self, reply: ReplyStream, accepted: Accepted, *, state: _Streamed, status: TurnStatus
     ) -> Turn:
-        """Wait for delivery (so message ids are known), then write the model turn."""
+        """Wait for delivery (so message ids are known), then finish the model turn."""
+        error = "interrupted" if state.cancelled else (str(state.error) if state.error else None)
+        key = accepted.conversation.key
         if not await reply.wait(self.delivery_timeout):
-            log.warning("reply on %s not fully delivered in time", message.key)
-        turn = await self.store.append_turn(
-            conv_id,
-            NewTurn(
-                "model",
-                (TextPart(text),) if text else (),
-                status=status,
-                finish_reason=finish,
-                usage=usage,
-                token_estimate=usage.output_tokens or estimate_tokens(text=text),
-                message_ids=tuple(reply.target.message_ids),
-                error=error[:1000] if error else None,
-            ),
+            log.warning("reply on %s not fully delivered in time", key)
+        if reply.error is not None and status == "complete":
+            # What the user sees is not the whole answer: never store it as complete.
+            status = "partial" if state.text else "failed"
+            error = f"delivery failed: {reply.error!r}"
+        change = TurnUpdate(
+            parts=(TextPart(state.text),) if state.text else (),
+            status=status,
+            finish_reason=state.finish,
+            usage=state.usage,
+            token_estimate=state.usage.output_tokens or estimate_tokens(text=state.text),
+            message_ids=tuple(reply.target.message_ids),
+            error=error[:1000] if error else None,
         )
+        conv_id, turn = accepted.conversation.id, accepted.model_turn
+        stored = await self.store.update_turn(conv_id, turn.id, change)
+        author = accepted.user_turn.author
         day = datetime.now(UTC).date().isoformat()
-        await self.store.add_usage(message.key.platform, message.author.id, day=day, usage=usage)
-        return turn
-
-    def _outcome(
-        self, text: str, finish: str | None, error: BotError | None, cancelled: bool
-    ) -> tuple[TurnStatus, str | None]:
-        """(status, note for the user) of a finished stream."""
-        if cancelled:
-            return ("partial" if text else "failed"), INTERRUPTED
-        if error is not None:
-            if text:
-                return "partial", f"The reply was cut short: {error.user_message}"
-            return "failed", error.user_message
-        if finish in BLOCK_REASONS:
-            blocked = ModelBlocked(reason=finish or "SAFETY")
-            if text:
-                return "partial", f"Gemini stopped this reply early ({finish.lower()})."
-            return "failed", blocked.user_message
-        if finish == "MAX_TOKENS":
-            return "partial", "The reply reached the maximum length and was cut off."
-        if finish not in (None, "STOP", "FINISH_REASON_UNSPECIFIED") and not text:
-            return "failed", f"Gemini returned no answer ({finish.lower()})."
-        return "complete", None
-
-    # -- input -------------------------------------------------------------
-
-    async def _ingest(self, message: IncomingMessage) -> tuple[list[Part], list[str]]:
-        """Text and stored attachments of a message, plus notes on what was skipped."""
-        parts: list[Part] = []
-        notes: list[str] = []
-        if message.text.strip():
-            parts.append(TextPart(message.text.strip()))
-        for att in message.attachments:
-            if att.size is not None and att.size > self.max_attachment_bytes:
-                notes.append(
-                    f"Skipped {att.name}: it is {human_size(att.size)}; "
-                    f"the limit is {human_size(self.max_attachment_bytes)}."
-                )
-                continue
-            try:
-                data = await att.fetch()
-            except AttachmentError as exc:
-                notes.append(f"Skipped {att.name}: {exc.user_message}.")
-                continue
-            except Exception as exc:
-                log.warning("download of %s failed: %r", att.name, exc)
-                notes.append(f"Skipped {att.name}: it could not be downloaded.")
-                continue
-            if not data:
-                notes.append(f"Skipped {att.name}: the file is empty.")
-                continue
-            kind = sniff(data, name=att.name, declared=att.declared_mime)
-            if not kind.supported:
-                notes.append(f"Skipped {att.name}: Gemini cannot read {kind.mime_type} files.")
-                continue
-            try:
-                sha = await self.store.put_blob(data, mime_type=kind.mime_type)
-            except AttachmentError as exc:
-                notes.append(f"Skipped {att.name}: {exc.user_message}.")
-                continue
-            parts.append(FilePart(sha, kind.mime_type, att.name, len(data)))
-        return parts, notes
-
-    async def _content(self, turn: Turn) -> ModelContent | None:
-        """A stored turn as model input; None for turns with nothing to say."""
-        # Text-only turns never change once stored: build them once. Turns with files are
-        # rebuilt each time because their URIs expire.
-        if turn.id in self._contents:
-            return self._contents[turn.id]
-        content = await self._build_content(turn)
-        if all(isinstance(p, TextPart) for p in turn.parts):
-            if len(self._contents) >= CONTENT_CACHE_SIZE:
-                self._contents.pop(next(iter(self._contents)))
-            self._contents[turn.id] = content
-        return content
-
-    async def _build_content(self, turn: Turn) -> ModelContent | None:
-        out: list[ModelPart] = []
-        if turn.role == "user":
-            name = turn.author.name if turn.author else "user"
-            prefix = f"[{name}] "
-            texts = [p for p in turn.parts if isinstance(p, TextPart)]
-            if not texts:
-                out.append(prefix + "(shared files)")
-        else:
-            prefix = ""
-        for p in turn.parts:
-            if isinstance(p, TextPart):
-                out.append(prefix + p.text)
-                prefix = ""
-            else:
-                out.extend(await self._file(p))
-        if not out:
-            return None
-        return ModelContent(turn.role, tuple(out))
-
-    async def _file(self, part: FilePart) -> list[ModelPart]:
-        """Inline small files; upload big ones once and reuse the URI until near expiry."""
-        label = f"[file: {part.name}]"
-        if part.size <= self.inline_max_bytes:
-            try:
-                data = await self.store.get_blob(part.sha256)
-            except KeyError:
-                return [f"{label} (no longer available)"]
-            return [label, InlineData(part.mime_type, data)]
-        remote = await self.store.get_remote_file(part.sha256)
-        if remote is None or remote.expires_at - EXPIRY_MARGIN <= datetime.now(UTC):
-            try:
-                data = await self.store.get_blob(part.sha256)
-            except KeyError:
-                return [f"{label} (no longer available)"]
-            remote = await self.model.upload(
-                data=data, mime_type=part.mime_type, display_name=part.name
-            )
-            await self.store.put_remote_file(part.sha256, remote)
-            self.counters["files_uploaded"] += 1
-        return [label, FileData(part.mime_type, remote.uri)]
+        await self.store.add_usage(
+            key.platform, author.id if author else "", day=day, usage=state.usage
+        )
+        return stored or change.apply(turn)  # None: the thread was forgotten meanwhile
 
     # -- helpers -----------------------------------------------------------
-
-    async def _expire_remote_files(self, turns: tuple[Turn, ...]) -> None:
-        gone = datetime(1970, 1, 1, tzinfo=UTC)
-        for turn in turns:
-            for p in turn.parts:
-                if isinstance(p, FilePart):
-                    remote = await self.store.get_remote_file(p.sha256)
-                    if remote is not None:
-                        await self.store.put_remote_file(p.sha256, replace(remote, expires_at=gone))
 
     def _with_thread_note(self, persona: Persona, dropped: int) -> Persona:
         note = THREAD_NOTE
@@ -451,3 +398,16 @@ class ConversationEngine:
         reply = self.scheduler.open(target)
         reply.close(fail_message=message)
         await reply.wait(self.delivery_timeout)
+
+
+class _Streamed:
+    """What a model stream produced so far."""
+
+    __slots__ = ("cancelled", "error", "finish", "text", "usage")
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.finish: str | None = None
+        self.usage = Usage()
+        self.error: BotError | None = None
+        self.cancelled = False

@@ -39,7 +39,7 @@ async def test_turns_in_one_thread_run_in_order() -> None:
     for n, (_, history, message) in enumerate(model.calls):
         assert len(history) == 2 * n
         assert message.parts[0] == f"[U] m{n}"
-    assert len(engine._locks) == 0  # no lock left behind
+    assert len(engine.locks) == 0  # no lock left behind
 
 
 async def test_different_threads_run_in_parallel() -> None:
