@@ -62,6 +62,20 @@ class ModelUnavailable(ModelError):
     user_message = "Gemini is unavailable right now. Please try again in a few minutes."
 
 
+class ModelNotFound(ModelError):
+    """Gemini does not know the model (retired, renamed or misspelt): only an admin can fix it."""
+
+    def __init__(self, detail: str = "", *, model: str) -> None:
+        self.model = model.removeprefix("models/")
+        super().__init__(
+            detail or f"model {self.model} not found",
+            user_message=(
+                f"The model {self.model} is no longer available from Google; an admin must "
+                "change GEMINI_MODEL or the persona's model."
+            ),
+        )
+
+
 class ModelFileUnavailable(ModelError):
     """A file referenced by URI is gone from the provider (deleted or expired early)."""
 

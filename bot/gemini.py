@@ -28,10 +28,12 @@ from bot.errors import (
     ModelBlocked,
     ModelError,
     ModelFileUnavailable,
+    ModelNotFound,
     ModelRateLimited,
     ModelTooLarge,
     ModelUnavailable,
 )
+from bot.model_check import ModelInfo
 from bot.ports import FileData, Finished, InlineData, ModelContent, ModelEvent, ModelPart, TextDelta
 from bot.types import Persona, RemoteFile, Usage
 
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
 FILE_LIFETIME = timedelta(hours=48)
+# A start-up check must not hold start-up for GEMINI_TIMEOUT_SECONDS on a silent network.
+CHECK_TIMEOUT_MS = 10_000
+_MODEL_IN_MESSAGE = re.compile(r"models/([\w.\-]+)")
 
 
 def retry_delay(details: Any) -> float | None:
@@ -55,8 +60,8 @@ def retry_delay(details: Any) -> float | None:
     return None
 
 
-def map_api_error(exc: genai_errors.APIError) -> ModelError:
-    """An SDK APIError as one of our error types."""
+def map_api_error(exc: genai_errors.APIError, *, model: str | None = None) -> ModelError:
+    """An SDK APIError as one of our error types; `model` is the one the request named."""
     code = exc.code or 0
     status = (exc.status or "").upper()
     message = exc.message or ""
@@ -79,6 +84,10 @@ def map_api_error(exc: genai_errors.APIError) -> ModelError:
         )
     ):
         return ModelTooLarge(detail)
+    if code == 404 and status == "NOT_FOUND":
+        # Gemini: "models/x is not found for API version v1beta, or is not supported for ...".
+        named = _MODEL_IN_MESSAGE.search(message)
+        return ModelNotFound(detail, model=model or (named.group(1) if named else "(unknown)"))
     if code == 404:
         return ModelBadRequest(
             detail, user_message="The Gemini model configured for this bot was not found."
@@ -94,9 +103,9 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError)
 
 
-def _map(exc: BaseException) -> ModelError:
+def _map(exc: BaseException, *, model: str | None = None) -> ModelError:
     if isinstance(exc, genai_errors.APIError):
-        return map_api_error(exc)
+        return map_api_error(exc, model=model)
     return ModelUnavailable(f"{type(exc).__name__}: {exc}"[:500])
 
 
@@ -149,6 +158,8 @@ class GeminiChatModel:
         self.upload_poll_seconds = upload_poll_seconds
         self.upload_timeout_seconds = upload_timeout_seconds
         self.clock: Clock = clock or SystemClock()
+        # Models already reported missing: a retired model fails every turn, logged once.
+        self._missing_reported: set[str] = set()
         options = types.HttpOptions(
             api_version=api_version,
             timeout=int(timeout_seconds * 1000),
@@ -224,29 +235,80 @@ class GeminiChatModel:
             except ModelError:
                 raise
             except Exception as exc:
-                if started or attempt >= self.max_retries or not _is_retryable(exc):
-                    raise _map(exc) from None
-                delay = self._backoff(attempt, exc)
-                if delay > self.max_retry_wait:
-                    raise _map(exc) from None
+                delay = None if started else self._retry_delay(attempt, exc)
+                if delay is None:
+                    raise self._failure(exc, model) from exc
                 attempt += 1
                 log.info("gemini %s; retry %d in %.2fs", _brief(exc), attempt, delay)
                 await self.clock.sleep(delay)
                 continue
+            # It answers (again): should it be retired later, that is worth a new ERROR.
+            self._missing_reported.discard(model.removeprefix("models/"))
             yield Finished(finish, usage)
             return
+
+    def _retry_delay(self, attempt: int, exc: BaseException) -> float | None:
+        """Seconds to wait before retrying `exc`, or None when it is not to be retried."""
+        if attempt >= self.max_retries or not _is_retryable(exc):
+            return None
+        delay = self._backoff(attempt, exc)
+        return None if delay > self.max_retry_wait else delay
+
+    def _failure(self, exc: BaseException, model: str) -> ModelError:
+        """`exc` as our error; a missing model is logged at ERROR once, not once per turn."""
+        err = _map(exc, model=model)
+        if isinstance(err, ModelNotFound) and err.model not in self._missing_reported:
+            self._missing_reported.add(err.model)
+            log.error(
+                "Gemini does not know the model %s (retired or renamed?); every reply using it "
+                "fails until an admin changes GEMINI_MODEL or the persona's model (%s)",
+                err.model,
+                err,
+            )
+        return err
+
+    async def check_model(self, name: str) -> None:
+        """Ask Gemini for `name` once (models.get); ModelNotFound when it does not know it.
+
+        Any other failure (network, 5xx, key) raises its ModelError; the caller decides
+        what that means at start-up. No retries: a check must not hold start-up for long.
+        """
+        config = types.GetModelConfig(http_options=types.HttpOptions(timeout=CHECK_TIMEOUT_MS))
+        try:
+            await self._client.aio.models.get(model=name, config=config)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise _map(exc, model=name) from exc
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Every base model Gemini offers this key (models.list, all pages)."""
+        config = types.ListModelsConfig(
+            http_options=types.HttpOptions(timeout=CHECK_TIMEOUT_MS), query_base=True
+        )
+        out: list[ModelInfo] = []
+        try:
+            async for m in await self._client.aio.models.list(config=config):
+                name = (m.name or "").removeprefix("models/")
+                if name:
+                    out.append(ModelInfo(name, tuple(m.supported_actions or ())))
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise _map(exc) from exc
+        return out
 
     async def _retrying(self, what: str, fn: Any) -> Any:
         attempt = 0
         while True:
             try:
                 return await fn()
+            except ModelError:
+                raise
             except Exception as exc:
-                if attempt >= self.max_retries or not _is_retryable(exc):
-                    raise _map(exc) from None
-                delay = self._backoff(attempt, exc)
-                if delay > self.max_retry_wait:
-                    raise _map(exc) from None
+                delay = self._retry_delay(attempt, exc)
+                if delay is None:
+                    raise _map(exc) from exc
                 attempt += 1
                 log.info("gemini %s %s; retry %d in %.2fs", what, _brief(exc), attempt, delay)
                 await self.clock.sleep(delay)

@@ -6,16 +6,25 @@ import time
 
 import pytest
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types
 
-from bot.errors import ModelAuthError, ModelFileUnavailable, ModelRateLimited, ModelUnavailable
+from bot.errors import (
+    ModelAuthError,
+    ModelFileUnavailable,
+    ModelNotFound,
+    ModelRateLimited,
+    ModelTooLarge,
+    ModelUnavailable,
+)
 from bot.gemini import GeminiChatModel
 from bot.ports import FileData, Finished, InlineData, ModelContent, TextDelta
 from bot.types import GenerationSettings, Persona
-from tests.fakes.gemini import API_KEY, Fault, Reply
+from tests.fakes.gemini import API_KEY, DEFAULT_MODEL, Fault, Reply
 
+# A persona naming a model other than the default, as personas.toml may.
 PERSONA = Persona(
-    "p", "d", "Be brief.", model="gemini-custom", generation=GenerationSettings(0.5, 0.9, 20, 99)
+    "p", "d", "Be brief.", model="gemini-3.7-flash", generation=GenerationSettings(0.5, 0.9, 20, 99)
 )
 
 
@@ -41,7 +50,7 @@ async def test_request_shape(gemini, fake_gemini) -> None:
             ),
         )
     req = fake_gemini.requests[0]
-    assert req.path == "/v1beta/models/gemini-custom:streamGenerateContent"
+    assert req.path == "/v1beta/models/gemini-3.7-flash:streamGenerateContent"
     assert req.query["alt"] == "sse"
     assert req.headers["x-goog-api-key"] == API_KEY
     assert req.system_instruction() == "Be brief."
@@ -85,15 +94,21 @@ async def test_retries_give_up_with_mapped_errors(gemini, fake_gemini) -> None:
 
 async def test_unreachable_endpoint_is_unavailable() -> None:
     model = GeminiChatModel(
-        api_key="k", default_model="m", base_url="http://127.0.0.1:9", max_retries=0
+        api_key="k", default_model=DEFAULT_MODEL, base_url="http://127.0.0.1:9", max_retries=0
     )
-    with pytest.raises(ModelUnavailable):
+    with pytest.raises(ModelUnavailable) as err:
         await collect(model, ModelContent("user", ("x",)))
     await model.aclose()
+    # The network error stays attached as the cause: tracebacks show what really failed.
+    assert err.value.__cause__ is not None
+    assert not isinstance(err.value.__cause__, ModelUnavailable)
+    assert err.value.__suppress_context__
 
 
 async def test_bad_key(fake_gemini) -> None:
-    model = GeminiChatModel(api_key="nope", default_model="m", base_url=fake_gemini.base_url)
+    model = GeminiChatModel(
+        api_key="nope", default_model=DEFAULT_MODEL, base_url=fake_gemini.base_url
+    )
     with pytest.raises(ModelAuthError):
         await collect(model, ModelContent("user", ("x",)))
     await model.aclose()
@@ -119,8 +134,43 @@ async def test_fake_generate_and_count_tokens_through_sdk(fake_gemini) -> None:
         http_options=types.HttpOptions(base_url=fake_gemini.base_url, api_version="v1beta"),
     )
     fake_gemini.enqueue(Reply(["whole ", "answer"]))
-    r = await client.aio.models.generate_content(model="m", contents="hello")
+    r = await client.aio.models.generate_content(model=DEFAULT_MODEL, contents="hello")
     assert r.text == "whole answer"
-    count = await client.aio.models.count_tokens(model="m", contents="x" * 40)
+    count = await client.aio.models.count_tokens(model=DEFAULT_MODEL, contents="x" * 40)
     assert count.total_tokens == 10
     await client.aio.aclose()
+
+
+async def test_mapped_errors_keep_their_cause(gemini, fake_gemini) -> None:
+    fake_gemini.enqueue(*[Fault.unavailable()] * 4)
+    with pytest.raises(ModelUnavailable) as err:
+        await collect(gemini, ModelContent("user", ("x",)))
+    cause = err.value.__cause__
+    assert isinstance(cause, genai_errors.ServerError) and cause.code == 503
+
+
+async def test_retired_model_is_model_not_found_for_the_user(gemini, fake_gemini) -> None:
+    fake_gemini.retire(PERSONA.model or "")
+    with pytest.raises(ModelNotFound) as err:
+        await collect(gemini, ModelContent("user", ("x",)))
+    assert err.value.model == "gemini-3.7-flash"
+    assert err.value.user_message == (
+        "The model gemini-3.7-flash is no longer available from Google; an admin must change "
+        "GEMINI_MODEL or the persona's model."
+    )
+    assert isinstance(err.value.__cause__, genai_errors.ClientError)
+    assert err.value.__cause__.code == 404
+    # Not retried: a 404 will not go away by itself.
+    assert len(fake_gemini.generate_requests()) == 1
+
+
+async def test_our_own_errors_pass_through_unwrapped(gemini) -> None:
+    own = ModelTooLarge("from a step of ours")
+
+    async def step() -> None:
+        raise own
+
+    # Before: wrapped as ModelUnavailable("ModelTooLarge: ...") from None, cause lost.
+    with pytest.raises(ModelTooLarge) as err:
+        await gemini._retrying("step", step)
+    assert err.value is own

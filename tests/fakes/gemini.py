@@ -1,7 +1,12 @@
 """A fake Gemini Developer API on 127.0.0.1 speaking the REST shapes google-genai uses.
 
-streamGenerateContent?alt=sse, generateContent, countTokens, the resumable Files API
-(PROCESSING then ACTIVE, 48 h expiry) and injected faults. Every request is recorded.
+streamGenerateContent?alt=sse, generateContent, countTokens, models.get and models.list
+(pageSize/pageToken paging), the resumable Files API (PROCESSING then ACTIVE, 48 h expiry)
+and injected faults. Every request is recorded.
+
+Models: the fake knows a set of models (`FakeGemini(models=...)`, default `DEFAULT_MODELS`)
+and answers any other one, on every model route, with Gemini's 404 NOT_FOUND. A test
+retires a model mid-run with `retire(name)`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,67 @@ from aiohttp import web
 
 API_KEY = "fake-gemini-key"
 
+DEFAULT_MODEL = "gemini-3.8-flash"  # the bot's default GEMINI_MODEL
+# The test harnesses' model name (tests/conftest.py, tests/adapters, bench): known by default.
+TEST_MODEL = "gemini-test"
+GENERATE_METHODS = ("generateContent", "countTokens", "createCachedContent", "batchGenerateContent")
+
+
+def model_resource(
+    name: str,
+    display_name: str,
+    *,
+    version: str = "001",
+    description: str = "",
+    methods: tuple[str, ...] = GENERATE_METHODS,
+    input_tokens: int = 1_048_576,
+    output_tokens: int = 65_536,
+    thinking: bool = True,
+) -> dict[str, Any]:
+    """A Model resource shaped as GET /v1beta/models/{name} returns it."""
+    body: dict[str, Any] = {
+        "name": f"models/{name}",
+        "version": version,
+        "displayName": display_name,
+        "description": description or f"{display_name}.",
+        "inputTokenLimit": input_tokens,
+        "outputTokenLimit": output_tokens,
+        "supportedGenerationMethods": list(methods),
+    }
+    if "generateContent" in methods:
+        body.update(temperature=1, topP=0.95, topK=64, maxTemperature=2, thinking=thinking)
+    return body
+
+
+# Models the Gemini API lists in late 2026 (ai.google.dev/gemini-api/docs/models), plus an
+# embedding model (no generateContent) and the harnesses' test model.
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    m["name"].removeprefix("models/"): m
+    for m in (
+        model_resource(DEFAULT_MODEL, "Gemini 3.8 Flash"),
+        model_resource("gemini-3.7-flash", "Gemini 3.7 Flash"),
+        model_resource("gemini-3.6-flash", "Gemini 3.6 Flash"),
+        model_resource("gemini-3.5-flash", "Gemini 3.5 Flash"),
+        model_resource("gemini-3.5-flash-lite", "Gemini 3.5 Flash-Lite"),
+        model_resource("gemini-3.1-flash-lite", "Gemini 3.1 Flash-Lite"),
+        model_resource(
+            "gemini-3-flash-preview", "Gemini 3 Flash Preview", version="3-flash-preview-12-2025"
+        ),
+        model_resource(
+            "gemini-3.1-pro-preview", "Gemini 3.1 Pro Preview", version="3.1-pro-preview-02-2026"
+        ),
+        model_resource(
+            "gemini-embedding-001",
+            "Gemini Embedding 001",
+            methods=("embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"),
+            input_tokens=2048,
+            output_tokens=1,
+            thinking=False,
+        ),
+        model_resource(TEST_MODEL, "Gemini Test (fake)", description="The fake's test model."),
+    )
+}
+
 
 @dataclass
 class Reply:
@@ -31,6 +97,10 @@ class Reply:
     delay: float = 0.0
     finish_reason: str = "STOP"
     first_delay: float = 0.0
+    # A stalled stream: after `hold_after` chunks, wait until `hold` is set (a test sets it,
+    # e.g. once the client was killed); a client gone by then gets nothing more.
+    hold_after: int | None = None
+    hold: asyncio.Event | None = None
 
 
 @dataclass
@@ -129,8 +199,13 @@ def _words(text: str, size: int = 12) -> list[str]:
 class FakeGemini:
     """The fake server. `script` answers in order; with nothing scripted it echoes."""
 
-    def __init__(self, *, api_key: str = API_KEY) -> None:
+    def __init__(
+        self, *, api_key: str = API_KEY, models: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.api_key = api_key
+        # name (no "models/") -> Model resource; anything else answers 404 NOT_FOUND.
+        self.models: dict[str, dict[str, Any]] = dict(DEFAULT_MODELS if models is None else models)
+        self.list_page_size = 50  # Gemini's default pageSize
         self.requests: list[Recorded] = []
         self.script: deque[Reply | Fault] = deque()
         self.files: dict[str, dict[str, Any]] = {}
@@ -152,6 +227,8 @@ class FakeGemini:
         app.router.add_post(r"/{ver}/models/{model}:streamGenerateContent", self._stream)
         app.router.add_post(r"/{ver}/models/{model}:generateContent", self._generate)
         app.router.add_post(r"/{ver}/models/{model}:countTokens", self._count)
+        app.router.add_get(r"/{ver}/models", self._list_models)
+        app.router.add_get(r"/{ver}/models/{model}", self._get_model)
         app.router.add_post("/upload/{ver}/files", self._upload)
         app.router.add_get("/{ver}/files/{id}", self._get_file)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -170,6 +247,19 @@ class FakeGemini:
 
     def enqueue(self, *items: Reply | Fault) -> None:
         self.script.extend(items)
+
+    def retire(self, *names: str) -> None:
+        """Shut models down: from now on every route answers 404 NOT_FOUND for them."""
+        for name in names:
+            self.models.pop(name.removeprefix("models/"), None)
+
+    def add_model(self, name: str, display_name: str = "", **fields: Any) -> None:
+        """Make a model known (see `model_resource` for the fields)."""
+        self.models[name] = model_resource(name, display_name or name, **fields)
+
+    def model_requests(self) -> list[Recorded]:
+        """models.get and models.list requests."""
+        return [r for r in self.requests if r.method == "GET" and "/models" in r.path]
 
     def generate_requests(self) -> list[Recorded]:
         return [r for r in self.requests if "GenerateContent" in r.path]
@@ -217,6 +307,21 @@ class FakeGemini:
         if details:
             body["error"]["details"] = details
         return web.json_response(body, status=code)
+
+    def _unknown_model(self, request: web.Request, method: str) -> web.Response | None:
+        """Gemini's 404 for a model it does not know or that cannot do `method`."""
+        model = request.match_info["model"]
+        known = self.models.get(model)
+        if known is not None and (method == "get" or method in known["supportedGenerationMethods"]):
+            return None
+        return self._error(
+            404,
+            "NOT_FOUND",
+            f"models/{model} is not found for API version {request.match_info['ver']}, "
+            f"or is not supported for {'generateContent' if method == 'get' else method}. "
+            "Call ListModels to see the list of "
+            "available models and their supported methods.",
+        )
 
     def _fault_response(self, fault: Fault) -> web.Response:
         details = None
@@ -286,6 +391,8 @@ class FakeGemini:
         rec = await self._record(request)
         if (err := self._auth_error(request)) is not None:
             return err
+        if (err := self._unknown_model(request, "generateContent")) is not None:
+            return err
         if (err := self._check_files(rec)) is not None:
             return err
         model = request.match_info["model"]
@@ -322,6 +429,10 @@ class FakeGemini:
                 await asyncio.sleep(item.first_delay)
             full = "".join(item.chunks)
             for i, c in enumerate(item.chunks):
+                if item.hold is not None and i == item.hold_after:
+                    await item.hold.wait()
+                    if request.transport is None or request.transport.is_closing():
+                        return resp
                 if i and item.delay:
                     await asyncio.sleep(item.delay)
                 if i == 0:
@@ -342,6 +453,8 @@ class FakeGemini:
         rec = await self._record(request)
         if (err := self._auth_error(request)) is not None:
             return err
+        if (err := self._unknown_model(request, "generateContent")) is not None:
+            return err
         item = self._next(rec)
         if isinstance(item, Fault):
             return self._fault_response(item)
@@ -359,7 +472,35 @@ class FakeGemini:
         rec = await self._record(request)
         if (err := self._auth_error(request)) is not None:
             return err
+        if (err := self._unknown_model(request, "countTokens")) is not None:
+            return err
         return web.json_response({"totalTokens": self._usage(rec, "")["promptTokenCount"]})
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        if (err := self._unknown_model(request, "get")) is not None:
+            return err
+        return web.json_response(self.models[request.match_info["model"]])
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        """models.list: pageSize (default 50, at most 1000) and an opaque pageToken."""
+        await self._record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        try:
+            size = min(int(request.query.get("pageSize") or self.list_page_size), 1000)
+            token = request.query.get("pageToken") or ""
+            start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+        except ValueError:
+            return self._error(400, "INVALID_ARGUMENT", "Invalid page token or page size.")
+        size = size if size > 0 else self.list_page_size
+        models = list(self.models.values())
+        body: dict[str, Any] = {"models": models[start : start + size]}
+        if start + size < len(models):
+            body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return web.json_response(body)
 
     async def _upload(self, request: web.Request) -> web.Response:
         upload_id = request.query.get("upload_id")

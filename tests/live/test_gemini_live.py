@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.live, pytest.mark.skipif(not KEY, reason="GEMINI_LIVE_
 async def test_real_gemini_streams_and_accepts_an_upload() -> None:
     assert KEY
     model = GeminiChatModel(
-        api_key=KEY, default_model=os.environ.get("GEMINI_MODEL", "gemini-2.5-flash")
+        api_key=KEY, default_model=os.environ.get("GEMINI_MODEL", "gemini-3.8-flash")
     )
     try:
         text, finished = "", None
