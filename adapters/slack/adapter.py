@@ -11,31 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_token_skipped
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.commands import SlackCommands
+from adapters.slack.edge import events_handler
+from adapters.slack.events import MessageEvent, api_messages, parse, ts_value
 from adapters.slack.files import SlackFiles
+from adapters.slack.inbox import Inbox
 from adapters.slack.target import SlackReplyTarget
-from adapters.slack.text import (
-    mentions,
-    neutralise,
-    parse_permalink,
-    readable,
-    user_ids,
-)
+from adapters.slack.text import mentions, readable, user_ids
 from bot.access import AccessPolicy
-from bot.commands import Commands, summarize_prompt
+from bot.commands import Commands
 from bot.engine import ConversationEngine
-from bot.errors import BotError
 from bot.personas import take_persona
 from bot.types import Author, IncomingMessage, ThreadKey
 
@@ -50,15 +48,7 @@ SUGGESTED_PROMPTS = [
     {"title": "Explain some code", "message": "Explain what this code does and spot any bugs:"},
     {"title": "Improve my writing", "message": "+editor Make this clearer and shorter:"},
 ]
-HELP = [
-    ("@gemini question", "ask in a thread; reply in the thread to go on"),
-    ("@gemini +persona question", "use a persona for this thread"),
-    ("/summarize [message link] [focus]", "summarise your latest files here, or a message's"),
-    ("/persona [name]", "list personas; admins: set this channel's default"),
-    ("/forget <message link>", "forget that thread's conversation"),
-    ("/gemini-usage", "your usage today"),
-    ("/gemini-help", "this help"),
-]
+NAME_RETRY_S = 300.0  # a failed users.info is tried again after this, not cached forever
 
 
 def _drop_token_skipped(record: logging.LogRecord) -> bool:
@@ -93,6 +83,8 @@ class SlackAdapter:
         self.client = AsyncWebClient(token=bot_token, base_url=api_url or "https://slack.com/api/")
         self.files = SlackFiles(client=self.client, token=bot_token, max_bytes=max_file_bytes)
         self._bot_token = bot_token
+        self._signing_secret = signing_secret or ""
+        self.inbox = Inbox()
         self._identity: asyncio.Future[None] | None = None
 
         async def authorize(context: Any) -> AuthorizeResult:
@@ -108,12 +100,16 @@ class SlackAdapter:
             authorize=authorize,
             signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
             request_verification_enabled=app_token is None,
+            # Listeners only start work in self.inbox and return, so acking after them is
+            # immediate, and every acknowledged request's work is tracked (drain()).
+            process_before_response=True,
         )
         self.bot_user = ""
         self.team = ""
         self._names: dict[str, str] = {}
-        self._name_lookups: dict[str, asyncio.Future[str]] = {}
-        self._preparing = 0
+        self._name_failed: dict[str, float] = {}  # uid -> when users.info last failed
+        self.name_retry_s = NAME_RETRY_S
+        self._name_lookups: dict[str, asyncio.Future[str | None]] = {}
         self.bot_id = ""
         self._connected = False
         self._stopped = asyncio.Event()
@@ -128,13 +124,23 @@ class SlackAdapter:
         return self._connected
 
     def mount(self, app: web.Application, path: str = "/slack/events") -> None:
-        """Serve the Events API (HTTP mode) on the service's HTTP server."""
+        """Serve the Events API (HTTP mode) on the service's HTTP server; size, signature
+        and shape are checked (adapters/slack/edge.py) before Bolt parses anything."""
 
-        async def events(request: web.Request) -> web.Response:
-            bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
-            return await to_aiohttp_response(bolt_response)
+        async def dispatch(body: str, headers: Any, query: str) -> web.Response:
+            try:
+                request = AsyncBoltRequest(body=body, query=query, headers=dict(headers))
+            except Exception as exc:  # what shape.py let through and Bolt still cannot read
+                log.warning("slack: Bolt could not read a request: %r", exc)
+                return web.Response(status=400)
+            return await to_aiohttp_response(await self.app.async_dispatch(request))
 
-        app.router.add_post(path, events)
+        app.router.add_post(path, events_handler(secret=self._signing_secret, dispatch=dispatch))
+
+    async def drain(self) -> None:
+        """Return once the work of every request acknowledged so far has finished (turns it
+        handed to the engine are the engine's: see engine.in_flight)."""
+        await self.inbox.drain()
 
     async def _identify(self) -> None:
         """auth.test, once per process (concurrent callers share the one call)."""
@@ -172,9 +178,11 @@ class SlackAdapter:
             )
         await self._identify()
         if self.app_token:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+            from adapters.slack.socket import CheckedSocketModeHandler, socket_logger
 
-            self._socket = AsyncSocketModeHandler(self.app, self.app_token, web_client=self.client)
+            self._socket = CheckedSocketModeHandler(
+                self.app, self.app_token, web_client=self.client, logger=socket_logger()
+            )
             await self._socket.connect_async()
         self._connected = True
         log.info(
@@ -191,6 +199,7 @@ class SlackAdapter:
         self._stopped.set()
         if self._socket is not None:
             await self._socket.close_async()
+        await self.inbox.aclose()
         await self.files.aclose()
         if self.client.session is not None:
             await self.client.session.close()
@@ -199,6 +208,8 @@ class SlackAdapter:
 
     def _register(self) -> None:
         app = self.app
+        # Odd payloads that get past shape.py fail in Bolt's middleware: one line, no trace.
+        app.error(self._on_bolt_error)
         # The assistant view (DM threads): status while thinking, suggested prompts, titles.
         assistant = AsyncAssistant()
         assistant.thread_started(self._assistant_started)
@@ -206,148 +217,135 @@ class SlackAdapter:
         app.use(assistant)
         app.event("app_mention")(self._on_message_event)
         app.event("message")(self._on_message_event)
-        app.command("/summarize")(self._cmd_summarize)
-        app.command("/persona")(self._cmd_persona)
-        app.command("/forget")(self._cmd_forget)
-        app.command("/gemini-usage")(self._cmd_usage)
-        app.command("/gemini-help")(self._cmd_help)
-        app.shortcut("summarize_attachments")(self._shortcut_summarize)
-        app.shortcut("forget_thread")(self._shortcut_forget)
+        SlackCommands(self).register()
+
+    async def _on_bolt_error(self, error: Exception, body: dict[str, Any]) -> None:
+        label = body.get("event_id") if isinstance(body, dict) else None
+        log.warning("slack: could not handle event %s: %r", label or "?", error)
 
     # -- assistant view ----------------------------------------------------
 
     async def _assistant_started(self, set_suggested_prompts: Any) -> None:
-        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+        self.inbox.spawn(
+            set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:"),
+            what="assistant_thread_started",
+        )
 
     async def _assistant_message(
-        self,
-        payload: dict[str, Any],
-        body: dict[str, Any],
-        context: Any,
-        set_status: Any,
-        set_title: Any,
+        self, payload: dict[str, Any], body: dict[str, Any], set_status: Any, set_title: Any
+    ) -> None:
+        event = self._event(payload, body)
+        if event is not None:
+            turn = self._assistant_turn(event, body, set_status, set_title)
+            self.inbox.spawn(turn, what="assistant message")
+
+    async def _assistant_turn(
+        self, event: MessageEvent, body: dict[str, Any], set_status: Any, set_title: Any
     ) -> None:
         async def thinking() -> None:
             await set_status(THINKING)
 
         key = ThreadKey(
             "slack",
-            str(payload.get("team") or body.get("team_id") or self.team),
-            str(payload.get("channel")),
-            str(payload.get("thread_ts") or payload.get("ts")),
+            event.team or body.get("team_id") or self.team,
+            event.channel or "",
+            event.thread_ts or event.ts or "",
         )
         first = await self.engine.store.get_conversation(key) is None
-        if await self._on_event(payload, body, context, on_start=thinking) and first:
-            title = readable(str(payload.get("text") or ""), bot_user=self.bot_user, names={})
+        if await self._prepare(event, body, on_start=thinking) and first:
+            title = readable(event.text or "", bot_user=self.bot_user, names={})
             await set_title(title[:TITLE_CHARS] or "New chat")
 
     # -- messages ----------------------------------------------------------
 
-    async def _on_message_event(
-        self, event: dict[str, Any], body: dict[str, Any], context: Any
-    ) -> None:
+    async def _on_message_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         # Bolt passes listener arguments by name, so the listener takes exactly these.
-        await self._on_event(event, body, context)
+        parsed = self._event(event, body)
+        if parsed is not None:
+            self.inbox.spawn(self._prepare(parsed, body), what=f"event {parsed.type}")
+
+    def _event(self, raw: dict[str, Any], body: dict[str, Any]) -> MessageEvent | None:
+        """The event as the adapter reads it, or None (logged once) if it does not fit."""
+        return parse(MessageEvent, raw, label=f"event {body.get('event_id') or '?'}")
 
     @property
     def preparing(self) -> int:
-        """Messages acknowledged to Slack but not yet handed to the engine."""
-        return self._preparing
-
-    async def _on_event(
-        self,
-        event: dict[str, Any],
-        body: dict[str, Any],
-        context: Any,
-        on_start: Callable[[], Awaitable[None]] | None = None,
-    ) -> bool:
-        """Hand a message to the engine if the bot should answer it; True if it did."""
-        self._preparing += 1
-        try:
-            return await self._prepare(event, body, context, on_start)
-        finally:
-            self._preparing -= 1
+        """Messages acknowledged to Slack whose handling has not finished."""
+        return self.inbox.pending
 
     async def _prepare(
         self,
-        event: dict[str, Any],
+        event: MessageEvent,
         body: dict[str, Any],
-        context: Any,
-        on_start: Callable[[], Awaitable[None]] | None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
-        if (
-            event.get("subtype") not in HANDLED_SUBTYPES
-            or event.get("bot_id")
-            or event.get("bot_profile")
-        ):
+        """Hand a message to the engine if the bot should answer it; True if it did."""
+        if event.subtype not in HANDLED_SUBTYPES or event.bot_id or event.bot_profile:
             return False
-        user = event.get("user")
-        channel = event.get("channel")
-        ts = event.get("ts")
+        user, channel, ts = event.user, event.channel, event.ts
         if not user or not channel or not ts or user == self.bot_user:
             return False
-        team = str(event.get("team") or body.get("team_id") or self.team)
-        text = str(event.get("text") or "")
-        is_dm = event.get("channel_type") == "im" or str(channel).startswith("D")
-        thread_ts = event.get("thread_ts")
-        mentioned = event.get("type") == "app_mention" or mentions(text, self.bot_user)
-        root = str(thread_ts or ts)
-        key = ThreadKey("slack", team, str(channel), root)
+        team = event.team or str(body.get("team_id") or self.team)
+        raw_text = event.text or ""
+        is_dm = event.channel_type == "im" or channel.startswith("D")
+        thread_ts = event.thread_ts
+        mentioned = event.type == "app_mention" or mentions(raw_text, self.bot_user)
+        root = thread_ts or ts
+        key = ThreadKey("slack", team, channel, root)
         if not is_dm and not mentioned:
             if not thread_ts or self.require_mention:
                 return False
             if await self.engine.store.get_conversation(key) is None:
                 return False  # a thread the bot is not part of
-        if not self.access.allows("slack", str(user), str(channel)):
+        if not self.access.allows("slack", user, channel):
             return False
         # Both app_mention and message arrive for one mention, and Slack retries: once only.
-        if not await self.engine.store.mark_event("slack", f"{channel}:{ts}"):
+        event_id = f"{channel}:{ts}"
+        if not await self.engine.claim("slack", event_id):
             return False
-        target = self._target(team, str(channel), root, str(user), on_start=on_start)
+        target = self.target(
+            team=team, channel=channel, thread_ts=root, user=user, on_start=on_start
+        )
         target.begin()  # the placeholder goes out while we read names and the thread
         try:
-            persona, text = take_persona(text) if mentioned else (None, text)
-            persona, text = self._persona_from(text, persona)
             context_text = ""
             if mentioned and thread_ts and await self.engine.store.get_conversation(key) is None:
-                context_text = await self._thread_context(str(channel), str(thread_ts), str(ts))
-            names = await self._names_for([str(user), *user_ids(text)])
-            body_text = readable(text, bot_user=self.bot_user, names=names)
+                context_text = await self._thread_context(channel, thread_ts, ts)
+            # Slack markup is read once: names first, then a leading "+persona" (DESIGN §5).
+            others = [u for u in user_ids(raw_text) if u != self.bot_user]
+            names = await self.names_for([user, *others])
+            persona, body_text = take_persona(
+                readable(raw_text, bot_user=self.bot_user, names=names)
+            )
             if context_text:
                 body_text = f"{context_text}\n\n{body_text}"
             message = IncomingMessage(
                 key=key,
-                author=Author(str(user), names.get(str(user), str(user))),
+                author=Author(user, names.get(user, user)),
                 text=body_text,
-                attachments=tuple(self.files.attachment(f) for f in event.get("files") or []),
-                event_id=str(body.get("event_id") or ""),
+                attachments=tuple(self.files.attachment(f) for f in event.files or []),
+                event_id=event_id,
                 persona=persona,
             )
         except Exception:
             log.exception("slack: could not prepare message %s in %s", ts, channel)
+            self.engine.release("slack", event_id)
             await target.start()
             await target.fail("Something went wrong reading this message. Please try again.")
             return False
         self.engine.submit(message, target)
         return True
 
-    def _persona_from(self, text: str, persona: str | None) -> tuple[str | None, str]:
-        # "<@BOT> +coder ..." : the persona comes after the mention.
-        stripped = readable(text, bot_user=self.bot_user, names={})
-        if persona is None:
-            picked, rest = take_persona(stripped)
-            if picked is not None:
-                return picked, rest
-        return persona, text
-
-    def _target(
+    def target(
         self,
+        *,
         team: str,
         channel: str,
         thread_ts: str,
         user: str,
         on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> SlackReplyTarget:
+        """A reply target in one thread, streaming as configured (edit or native)."""
         return SlackReplyTarget(
             client=self.client,
             scheduler=self.engine.scheduler,
@@ -359,6 +357,19 @@ class SlackAdapter:
             on_start=on_start,
         )
 
+    async def recovery_target(self, key: ThreadKey, message_ids: Sequence[str]) -> SlackReplyTarget:
+        """A target over a reply a crashed process left behind: its messages are edited
+        (chat.update, whatever the stream mode was), or a new one is posted if none exist."""
+        target = SlackReplyTarget(
+            client=self.client,
+            scheduler=self.engine.scheduler,
+            team=key.workspace_id,
+            channel=key.channel_id,
+            thread_ts=key.thread_id,
+        )
+        target.adopt(message_ids)
+        return target
+
     async def _thread_context(self, channel: str, thread_ts: str, before_ts: str) -> str:
         """What was said in a thread before the bot was called into it."""
         try:
@@ -368,171 +379,57 @@ class SlackAdapter:
         except Exception as exc:
             log.warning("slack: could not read thread %s/%s: %r", channel, thread_ts, exc)
             return ""
-        messages: list[dict[str, Any]] = resp.get("messages", [])
-        earlier = [m for m in messages if float(m.get("ts", 0)) < float(before_ts)]
+        before = ts_value(before_ts)
+        earlier = [m for m in api_messages(resp.get("messages")) if ts_value(m.ts) < before]
         if not earlier:
             return ""
-        names = await self._names_for([str(m.get("user", "")) for m in earlier if m.get("user")])
+        names = await self.names_for([m.user for m in earlier if m.user])
         lines = []
         for m in earlier:
-            who = "bot" if m.get("bot_id") else names.get(str(m.get("user")), str(m.get("user")))
-            lines.append(
-                f"{who}: {readable(str(m.get('text', '')), bot_user=self.bot_user, names=names)}"
-            )
+            who = "bot" if m.bot_id else names.get(m.user or "", m.user or "someone")
+            lines.append(f"{who}: {readable(m.text or '', bot_user=self.bot_user, names=names)}")
         return "Earlier in this thread:\n" + "\n".join(lines) + "\n\nNow:"
 
-    async def _names_for(self, ids: list[str]) -> dict[str, str]:
-        """Display names; concurrent lookups of one user share one users.info call."""
-        tasks: dict[str, asyncio.Future[str]] = {}
+    async def names_for(self, ids: list[str]) -> dict[str, str]:
+        """Display names (the id where unknown); concurrent lookups of one user share one
+        users.info call. A failed lookup is not cached: it is tried again name_retry_s later."""
+        now = asyncio.get_running_loop().time()
+        tasks: dict[str, asyncio.Future[str | None]] = {}
         for uid in {i for i in ids if i and i not in self._names}:
+            failed_at = self._name_failed.get(uid)
+            if failed_at is not None and now - failed_at < self.name_retry_s:
+                continue  # failed moments ago: do not ask Slack again for every message
             task = self._name_lookups.get(uid)
             if task is None:
                 task = self._name_lookups[uid] = asyncio.ensure_future(self._lookup_name(uid))
             tasks[uid] = task  # held here: another caller may drop it from the map first
         for uid, task in tasks.items():
-            self._names[uid] = await asyncio.shield(task)
+            name = await asyncio.shield(task)
             self._name_lookups.pop(uid, None)
+            if name is None:
+                self._name_failed[uid] = now
+            else:
+                self._names[uid] = name
+                self._name_failed.pop(uid, None)
         return {i: self._names.get(i, i) for i in ids}
 
-    async def _lookup_name(self, uid: str) -> str:
+    async def _lookup_name(self, uid: str) -> str | None:
         try:
             info = (await self.client.users_info(user=uid))["user"]
-        except Exception:
-            return uid
-        profile = info.get("profile", {})
-        return str(
-            profile.get("display_name")
-            or profile.get("real_name")
-            or info.get("real_name")
-            or info.get("name")
-            or uid
-        )
-
-    # -- commands ----------------------------------------------------------
-
-    async def _respond(self, respond: Any, text: str) -> None:
-        await respond(text=neutralise(text), response_type="ephemeral")
-
-    async def _cmd_help(self, ack: Any, respond: Any) -> None:
-        await ack()
-        await self._respond(respond, self.commands.help(commands=HELP))
-
-    async def _cmd_usage(self, ack: Any, respond: Any, command: dict[str, Any]) -> None:
-        await ack()
-        await self._respond(respond, await self.commands.usage("slack", command["user_id"]))
-
-    async def _cmd_persona(self, ack: Any, respond: Any, command: dict[str, Any]) -> None:
-        await ack()
-        args = str(command.get("text") or "").split()
-        key = ThreadKey("slack", command["team_id"], command["channel_id"], "")
-        try:
-            if not args:
-                text = await self.commands.list_personas(key)
-                text += "\nIn a thread, start a mention with +name to use a persona there."
-            elif len(args) == 1:
-                text = await self.commands.set_channel_persona(
-                    platform="slack",
-                    workspace_id=command["team_id"],
-                    channel_id=command["channel_id"],
-                    name=args[0],
-                    is_admin=self.access.is_admin("slack", command["user_id"]),
-                )
-            else:
-                text = "Usage: /persona [name | default]"
-        except BotError as exc:
-            text = exc.user_message
-        await self._respond(respond, text)
-
-    async def _cmd_forget(self, ack: Any, respond: Any, command: dict[str, Any]) -> None:
-        await ack()
-        link = parse_permalink(str(command.get("text") or ""))
-        if link is None:
-            await self._respond(
-                respond,
-                "Usage: /forget <link to a message in the thread>, "
-                'or the message shortcut "Forget this thread".',
-            )
-            return
-        key = ThreadKey("slack", command["team_id"], link.channel, link.thread_ts or link.ts)
-        await self._respond(respond, await self.commands.forget(key))
-
-    async def _shortcut_forget(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
-        await ack()
-        msg = shortcut["message"]
-        key = ThreadKey(
-            "slack",
-            shortcut["team"]["id"],
-            shortcut["channel"]["id"],
-            str(msg.get("thread_ts") or msg["ts"]),
-        )
-        await self._respond(respond, await self.commands.forget(key))
-
-    async def _cmd_summarize(self, ack: Any, respond: Any, command: dict[str, Any]) -> None:
-        await ack()
-        text = str(command.get("text") or "")
-        link = parse_permalink(text)
-        focus = text
-        team, user, channel = command["team_id"], command["user_id"], command["channel_id"]
-        if link is not None:
-            focus = text.replace(text[text.find("http") :].split()[0], "")
-            found = await self._message(link.channel, link.ts, link.thread_ts)
-        else:
-            found = await self._latest_with_files(channel, user)
-        if found is None or not found.get("files"):
-            await self._respond(
-                respond,
-                "I found no files to summarise. Attach files to a message, "
-                "or give a link: /summarize <message link> [focus]",
-            )
-            return
-        await self._summarize(
-            team,
-            str(found.get("channel", link.channel if link else channel)),
-            found,
-            user,
-            focus.strip(),
-        )
-        await self._respond(respond, "Summarising in the message's thread…")
-
-    async def _shortcut_summarize(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
-        await ack()
-        msg = dict(shortcut["message"])
-        if not msg.get("files"):
-            await self._respond(respond, "That message has no files to summarise.")
-            return
-        await self._summarize(
-            shortcut["team"]["id"], shortcut["channel"]["id"], msg, shortcut["user"]["id"], ""
-        )
-
-    async def _summarize(
-        self, team: str, channel: str, msg: dict[str, Any], user: str, focus: str
-    ) -> None:
-        root = str(msg.get("thread_ts") or msg["ts"])
-        key = ThreadKey("slack", team, channel, root)
-        names = await self._names_for([user])
-        message = IncomingMessage(
-            key=key,
-            author=Author(user, names[user]),
-            text=summarize_prompt(focus),
-            attachments=tuple(self.files.attachment(f) for f in msg.get("files") or []),
-            persona=self.commands.summarize_persona(),
-        )
-        self.engine.submit(message, self._target(team, channel, root, user))
-
-    async def _message(self, channel: str, ts: str, thread_ts: str | None) -> dict[str, Any] | None:
-        resp = await self.client.conversations_replies(
-            channel=channel, ts=thread_ts or ts, limit=200
-        )
-        messages: list[dict[str, Any]] = resp.get("messages", [])
-        for m in messages:
-            if m.get("ts") == ts:
-                return {**m, "channel": channel}
-        return None
-
-    async def _latest_with_files(self, channel: str, user: str) -> dict[str, Any] | None:
-        resp = await self.client.conversations_history(channel=channel, limit=50)
-        messages: list[dict[str, Any]] = resp.get("messages", [])
-        for m in messages:
-            if m.get("user") == user and m.get("files"):
-                return {**m, "channel": channel}
-        return None
+        except Exception as exc:
+            log.warning("slack: users.info for %s failed, showing the id for now: %r", uid, exc)
+            return None
+        if not isinstance(info, dict):
+            log.warning("slack: users.info for %s gave no user object", uid)
+            return None
+        profile = info.get("profile")
+        profile = profile if isinstance(profile, dict) else {}
+        for name in (
+            profile.get("display_name"),
+            profile.get("real_name"),
+            info.get("real_name"),
+            info.get("name"),
+        ):
+            if isinstance(name, str) and name.strip():
+                return name.strip()[:80]
+        return uid

@@ -100,9 +100,16 @@ class SlackReplyTarget:
         self._ts: list[str] = []
         self._sent: dict[int, str] = {}  # per message: what Slack shows (native: neutralised)
         self._raw: dict[int, str] = {}  # per message: the latest text asked for
+        self._safe: dict[int, str] = {}  # edit mode, per message: the neutralised text shown
         self._on_start = on_start
         self._placeholder = False
         self._starting: asyncio.Future[None] | None = None
+
+    def adopt(self, message_ids: Sequence[str]) -> None:
+        """Continue a reply whose messages exist already (recovery after a restart):
+        they are edited with chat.update, and a failure note replaces the first."""
+        self._ts = list(message_ids)
+        self._placeholder = bool(message_ids)
 
     @property
     def message_ids(self) -> Sequence[str]:
@@ -167,30 +174,39 @@ class SlackReplyTarget:
     async def show(self, text: str, *, part: int) -> None:
         """Post or edit message `part`."""
         self._raw[part] = text
+        if not self.native:
+            await self._edit(text, part=part, final=False)
+            return
         if part >= len(self._ts):
-            if self.native:
-                if part > 0:  # the previous message is complete: flush and close it
-                    await self._append(self._raw.get(part - 1, ""), part=part - 1, final=True)
-                    await self._stop(part - 1)
-                await self._new_message("")
-                self._sent[part] = ""
-                await self._append(text, part=part, final=False)
-            else:
-                await self._new_message(text)
-                self._sent[part] = text
-            self._placeholder = False
+            if part > 0:  # the previous message is complete: flush and close it
+                await self._append(self._raw.get(part - 1, ""), part=part - 1, final=True)
+                await self._stop(part - 1)
+            await self._new_message("")
+            self._sent[part] = ""
+        await self._append(text, part=part, final=False)
+
+    async def _edit(self, text: str, *, part: int, final: bool) -> None:
+        """Edit mode: post or update message `part` with what is safe to show now. Like
+        native mode, an unfinished `<@…` / `<!…` at the end waits for the next text, so
+        no edit ever carries live mention markup."""
+        safe = settled(text, final=final)
+        if part >= len(self._ts):
+            if part > 0:  # the message before is complete: show all of it
+                await self._edit(self._raw.get(part - 1, ""), part=part - 1, final=True)
+            if not safe:
+                return  # nothing but an unfinished mention yet: post with the next text
+            await self._new_message(safe)
+        elif not safe or safe == self._safe.get(part):
             return
-        if self.native:
-            await self._append(text, part=part, final=False)
-            return
-        safe = neutralise(text)
-        await call(
-            self.client.chat_update,
-            channel=self.channel,
-            ts=self._ts[part],
-            text=safe[:FALLBACK_CHARS],
-            blocks=blocks(safe),
-        )
+        else:
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self._ts[part],
+                text=safe[:FALLBACK_CHARS],
+                blocks=blocks(safe),
+            )
+        self._safe[part] = safe
         self._sent[part] = text
         self._placeholder = False
 
@@ -220,7 +236,7 @@ class SlackReplyTarget:
             await self._append(text, part=part, final=True)
             await self._stop(part)
             return
-        await self.show(text, part=part)
+        await self._edit(text, part=part, final=True)
 
     async def fail(self, user_message: str) -> None:
         """Replace the placeholder with the note, or add the note under the reply."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_CROWD = re.compile(r"<!(channel|here|everyone)(?:\|[^>]*)?>")
-_SUBTEAM = re.compile(r"<!subteam\^[A-Z0-9]+(?:\|@?([^>]*))?>")
+_TOKEN = re.compile(r"<([^<>]*)>")
+_USER = re.compile(r"<@([A-Za-z0-9]+)(?:\|([^<>]*))?>")
+_CROWD = re.compile(r"<!(channel|here|everyone)(?:\|[^<>]*)?>")
+_SUBTEAM = re.compile(r"<!subteam\^[A-Za-z0-9]+(?:\|@?([^<>]*))?>")
+_SPECIAL = re.compile(r"<!([^<>|]*)(?:\|([^<>]*))?>")
 _BARE = re.compile(r"(?<![\w@])@(channel|here|everyone)\b")
-_USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
-_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]+))?>")
-_CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
 _PERMALINK = re.compile(
     r"https?://[^/\s]+/archives/([CDG][A-Z0-9]+)/p(\d{10})(\d{6})(?:\?[^\s>|]*thread_ts=(\d+\.\d+))?"
 )
@@ -18,18 +18,25 @@ ZWSP = "\u200b"
 
 
 def neutralise(text: str) -> str:
-    """Model output can never ping a crowd: @channel/@here/@everyone and user groups."""
+    """Model output pings nobody: users and user groups become plain `@name` text, and
+    @channel/@here/@everyone (markup or bare) get a zero-width space after the @."""
+    # A user mention keeps its label (`<@W456|bob>` -> @bob) or its id, as plain text.
+    text = _USER.sub(lambda m: f"@{m.group(2) or m.group(1)}", text)
     text = _CROWD.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
     text = _SUBTEAM.sub(lambda m: f"@{ZWSP}{m.group(1) or 'group'}", text)
+    # Any other <!...> (dates, unknown specials): its fallback label, never live markup.
+    text = _SPECIAL.sub(lambda m: m.group(2) or m.group(1), text)
     return _BARE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
 
 
-_OPEN_TAIL = re.compile(r"(<[^>]*|@\w*)$")
+# An unfinished token at the end: `<` alone, `<@...` or `<!...` not yet closed (labels can
+# hold spaces; anything longer than a label is plain text), or a bare `@word`.
+_OPEN_TAIL = re.compile(r"(<(?:[@!][^<>\n]{0,120})?|(?<![\w@])@\w{0,9})$")
 
 
 def settled(text: str, *, final: bool) -> str:
-    """The neutralised text that is safe to append now: an unfinished `<...` or `@word` at
-    the end is held back until more text shows what it is (it could become <!here>)."""
+    """The neutralised text that is safe to show now: an unfinished mention at the end is
+    held back until more text shows what it is (`<@U1` could become `<@U123>`)."""
     if not final:
         m = _OPEN_TAIL.search(text)
         if m:
@@ -42,16 +49,38 @@ def mentions(text: str, user_id: str) -> bool:
     return any(m.group(1) == user_id for m in _USER.finditer(text))
 
 
+def unescape(text: str) -> str:
+    """Slack's three entities, decoded once (`&amp;lt;` is the text `&lt;`)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _token(inner: str, *, bot_user: str, names: dict[str, str]) -> str:
+    body, _, label = inner.partition("|")
+    if body.startswith("@"):
+        uid = body[1:]
+        return "" if uid == bot_user else f"@{names.get(uid) or unescape(label) or uid}"
+    if body.startswith("#"):
+        return f"#{unescape(label) or body[1:]}"
+    if body.startswith("!subteam^"):
+        return f"@{unescape(label).lstrip('@') or 'group'}"
+    if body.startswith("!"):
+        special = body[1:]
+        return f"@{special}" if special in ("channel", "here", "everyone") else unescape(label)
+    url = unescape(body)
+    return f"{unescape(label)} ({url})" if label else url
+
+
 def readable(text: str, *, bot_user: str, names: dict[str, str]) -> str:
-    """Slack markup to what a model should read: no bot mention, names, plain links."""
-    text = _USER.sub(
-        lambda m: "" if m.group(1) == bot_user else f"@{names.get(m.group(1), m.group(1))}", text
-    )
-    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(2) else m.group(1), text)
-    text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
-    text = _CROWD.sub(lambda m: f"@{m.group(1)}", text)
-    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    """Slack markup to what a model should read, in one pass: no bot mention, names for
+    users, plain links and channels, and entities decoded exactly once."""
+    out: list[str] = []
+    at = 0
+    for m in _TOKEN.finditer(text):
+        out.append(unescape(text[at : m.start()]))
+        out.append(_token(m.group(1), bot_user=bot_user, names=names))
+        at = m.end()
+    out.append(unescape(text[at:]))
+    return re.sub(r"[ \t]{2,}", " ", "".join(out)).strip()
 
 
 def user_ids(text: str) -> list[str]:

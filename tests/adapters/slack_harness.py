@@ -6,12 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from bot.__main__ import Service
 from bot.settings import load_settings
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver
+
+
+class Drainable(Protocol):
+    """An adapter that can say when the requests it acknowledged have been handled."""
+
+    @property
+    def preparing(self) -> int: ...
+
+    async def drain(self) -> None: ...
 
 
 @asynccontextmanager
@@ -51,9 +60,28 @@ async def until(cond: Callable[[], bool], limit: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def drain(service: Service, limit: float = 30.0) -> None:
+    """Explicitly wait until every acknowledged request has been handled and every turn it
+    started is finished (delivered or given up): adapters' drain(), then engine.in_flight,
+    again until neither has work. A negative test asserts after this, not after a pause."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while True:
+        adapters = [cast(Drainable, a) for a in service.adapters]
+        for adapter in adapters:
+            await asyncio.wait_for(adapter.drain(), max(0.0, end - loop.time()))
+        await until(lambda: service.engine.in_flight == 0, max(0.0, end - loop.time()))
+        if not any(a.preparing for a in adapters):
+            return
+
+
 async def idle(service: Service, limit: float = 30.0, quiet: float = 0.3) -> None:
-    """Wait until nothing is being prepared or answered, for `quiet` seconds in a row
-    (Bolt acknowledges an event before its listener starts, so one look is not enough)."""
+    """Wait until the service has nothing to do. With adapters that can be drained (Slack),
+    that is drain(); others (Discord) cannot say when a received event has been handed on,
+    so for them nothing must be busy for `quiet` seconds in a row."""
+    if all(hasattr(a, "drain") for a in service.adapters):
+        await drain(service, limit)
+        return
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     calm_since: float | None = None

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
+from adapters.slack.commands import COMMANDS, SHORTCUTS
 from tests.conftest import ROOT
 
-CODE = (ROOT / "adapters" / "slack" / "adapter.py").read_text()
 MANIFEST = (ROOT / "slack-manifest.yml").read_text()
 
 
 def test_commands_and_shortcuts() -> None:
-    commands = re.findall(r'app\.command\("([^"]+)"\)', CODE)
-    shortcuts = re.findall(r'app\.shortcut\("([^"]+)"\)', CODE)
+    commands, shortcuts = list(COMMANDS), list(SHORTCUTS)
     assert commands and shortcuts
     for c in commands:
         assert f"- command: {c}\n" in MANIFEST, c

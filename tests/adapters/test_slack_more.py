@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.slack_harness import idle, slack_service
+from tests.adapters.slack_harness import drain, idle, slack_service
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.slack import BOT_USER, FakeSlack
 
@@ -144,12 +144,12 @@ async def test_login_page_instead_of_file_is_reported_not_sent(
 
 async def test_persona_commands_and_plus_name(svc, fake_slack, fake_gemini) -> None:
     service, driver = svc
-    await driver.command("/persona", "")
-    await driver.command("/persona", "editor", user="U2BOB")
-    await driver.command("/persona", "coder", user="U1ADA")
-    await driver.command("/persona", "a b")
-    await asyncio.sleep(0.3)
-    texts = [r["text"] for r in fake_slack.responses]
+    texts = []
+    for args, user in [("", "U1ADA"), ("editor", "U2BOB"), ("coder", "U1ADA"), ("a b", "U1ADA")]:
+        await driver.command("/persona", args, user=user)
+        await drain(service)  # commands run concurrently: one at a time keeps the order
+        texts.append(fake_slack.responses[-1]["text"])
+    assert len(fake_slack.responses) == 4
     assert "Personas:" in texts[0]
     assert texts[1] == "Only admins can set a channel's default persona."
     assert texts[2] == "New threads in this channel now use the coder persona."
@@ -170,12 +170,17 @@ async def test_forget_usage_help_and_unknown(svc, fake_slack, fake_gemini) -> No
     await driver.event(ev)
     await idle(service)
     link = f"https://test.slack.com/archives/{C}/p{ev['ts'].replace('.', '')}"
-    await driver.command("/forget", link)
-    await driver.command("/forget", "")
-    await driver.command("/gemini-usage")
-    await driver.command("/gemini-help")
-    await asyncio.sleep(0.3)
-    texts = [r["text"] for r in fake_slack.responses]
+    texts = []
+    for name, args in [
+        ("/forget", link),
+        ("/forget", ""),
+        ("/gemini-usage", ""),
+        ("/gemini-help", ""),
+    ]:
+        await driver.command(name, args)
+        await drain(service)
+        texts.append(fake_slack.responses[-1]["text"])
+    assert len(fake_slack.responses) == 4
     assert texts[0].startswith("Forgotten.")
     assert texts[1].startswith("Usage: /forget")
     assert texts[2].startswith("Today (") and "1 reply" in texts[2]
@@ -207,7 +212,7 @@ async def test_summarize_latest_files_and_shortcut(svc, fake_slack, fake_gemini)
     assert len(fake_slack.bot_messages(C, msg.ts)) == 2
     # No files: a clear answer.
     await driver.command("/summarize", "", user="U2BOB")
-    await asyncio.sleep(0.3)
+    await drain(service)
     assert fake_slack.responses[-1]["text"].startswith("I found no files to summarise")
 
 
@@ -241,7 +246,10 @@ def test_settled_holds_back_unfinished_tokens() -> None:
     assert settled("hello <!here> x", final=False) == "hello @\u200bhere x"
     assert settled("ping @ever", final=False) == "ping "
     assert settled("ping @everyone", final=True) == "ping @\u200beveryone"
-    assert settled("a < b", final=False) == "a "
+    assert settled("a < b", final=False) == "a < b"  # not a mention: shown at once
+    assert settled("a <", final=False) == "a "  # could still become <@U…> or <!here>
+    assert settled("hi <@W456|bo", final=False) == "hi "
+    assert settled("hi <@W456|bob> x", final=False) == "hi @bob x"
 
 
 async def test_native_streaming_long_reply_spans_messages(

@@ -48,3 +48,30 @@ async def test_socket_mode_events_and_commands(
         # The HTTP route is not mounted in Socket Mode.
         status, _ = await driver.event(ev)
         assert status == 404
+
+
+async def test_socket_mode_odd_envelopes_log_no_traceback(
+    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path, caplog
+) -> None:
+    async with slack_service(
+        fake_gemini, fake_slack, tmp_path, SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET=None
+    ) as (service, driver):
+        await until(lambda: bool(fake_slack.sockets))
+        ws = fake_slack.sockets[-1]
+        for payload in ([1, 2], 5, None):  # slack_sdk itself cannot read these frames
+            await ws.send_json({"envelope_id": "odd", "type": "events_api", "payload": payload})
+        await ws.send_str("not json")
+        odd_events = [
+            {"type": "event_callback", "event": [1]},
+            {"type": "event_callback", "event": {"type": "message", "subtype": ["x"]}},
+            {"type": "event_callback", "team_id": 5, "event": {"type": "app_mention"}},
+            {**driver.envelope({"type": "app_mention", "ts": "1.2.3", "user": "U1ADA"})},
+        ]
+        for body in odd_events:
+            assert (await fake_slack.push("events_api", body))["envelope_id"]
+        fake_gemini.enqueue(Reply(["Fine."]))
+        ev = driver.as_mention(driver.message(C, "U1ADA", f"<@{BOT_USER}> still ok?"))
+        await fake_slack.push("events_api", driver.envelope(ev))
+        await idle(service)
+        assert [m.visible() for m in fake_slack.bot_messages(C, ev["ts"])] == ["Fine."]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []

@@ -123,6 +123,7 @@ class FakeSlack:
             "chat.appendStream": (100 / 60, 10, "team"),
         }
         self.forced_429: dict[str, int] = defaultdict(int)
+        self.delays: dict[str, float] = {}  # method -> seconds before it answers
         self.channel_team: dict[str, str] = {}  # channel -> workspace, for per-team limits
         self.files_scope = True  # False: downloads get the login page, as without files:read
         self._ts = itertools.count(1)
@@ -218,6 +219,18 @@ class FakeSlack:
             out = [m for m in out if m.thread_ts == thread_ts]
         return sorted(out, key=lambda m: float(m.ts))
 
+    def sent_texts(self) -> list[str]:
+        """Every text the bot asked Slack to show: posts, edits and stream chunks, with
+        the markdown blocks' text (what a user would see, and what could ping)."""
+        out: list[str] = []
+        for c in self.calls:
+            if c.method in ("chat.postMessage", "chat.update"):
+                out.append(str(c.args.get("text") or ""))
+                out += [str(b.get("text", "")) for b in c.args.get("blocks") or []]
+            elif c.method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+                out.append(str(c.args.get("markdown_text") or ""))
+        return out
+
     def count_429(self) -> int:
         return sum(1 for c in self.calls if c.status == 429)
 
@@ -269,6 +282,8 @@ class FakeSlack:
             if wait > 0:
                 call.status, call.error = 429, "ratelimited"
                 return self._err("ratelimited", 429, {"Retry-After": str(max(1, math.ceil(wait)))})
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             call.error = "unknown_method"

@@ -1,0 +1,201 @@
+"""Slash commands and message shortcuts: validated, acknowledged at once, handled after.
+
+Each Bolt listener acks, checks the payload (adapters/slack/events.py) and starts the work
+in the adapter's Inbox, so Slack's 3-second rule holds however slow the work is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from adapters.slack.events import Command, Shortcut, api_messages, parse
+from adapters.slack.text import neutralise, parse_permalink
+from bot.commands import summarize_prompt
+from bot.errors import BotError
+from bot.types import Author, IncomingMessage, ThreadKey
+
+if TYPE_CHECKING:
+    from adapters.slack.adapter import SlackAdapter
+
+HELP = [
+    ("@gemini question", "ask in a thread; reply in the thread to go on"),
+    ("@gemini +persona question", "use a persona for this thread"),
+    ("/summarize [message link] [focus]", "summarise your latest files here, or a message's"),
+    ("/persona [name]", "list personas; admins: set this channel's default"),
+    ("/forget <message link>", "forget that thread's conversation"),
+    ("/gemini-usage", "your usage today"),
+    ("/gemini-help", "this help"),
+]
+# Command / shortcut callback id -> the SlackCommands method; slack-manifest.yml lists each.
+COMMANDS = {
+    "/summarize": "summarize",
+    "/persona": "persona",
+    "/forget": "forget",
+    "/gemini-usage": "usage",
+    "/gemini-help": "help",
+}
+SHORTCUTS = {"summarize_attachments": "summarize_shortcut", "forget_thread": "forget_shortcut"}
+UNREADABLE = "Sorry, I could not read that request from Slack. Please try again."
+
+CommandHandler = Callable[[Any, Command], Coroutine[Any, Any, None]]
+ShortcutHandler = Callable[[Any, Shortcut], Coroutine[Any, Any, None]]
+
+
+class SlackCommands:
+    """The slash commands and message shortcuts of one SlackAdapter."""
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    def register(self) -> None:
+        """Add the listeners to the adapter's Bolt app."""
+        for name, method in COMMANDS.items():
+            handler: CommandHandler = getattr(self, method)
+            self.adapter.app.command(name)(self._command_listener(name, handler))
+        for callback_id, method in SHORTCUTS.items():
+            sc_handler: ShortcutHandler = getattr(self, method)
+            self.adapter.app.shortcut(callback_id)(self._shortcut_listener(callback_id, sc_handler))
+
+    def _command_listener(self, name: str, handler: CommandHandler) -> Callable[..., Any]:
+        async def listener(ack: Any, respond: Any, command: dict[str, Any]) -> None:
+            await ack()
+            parsed = parse(Command, command, label=f"command {name}")
+            work = handler(respond, parsed) if parsed else self.reply(respond, UNREADABLE)
+            self.adapter.inbox.spawn(work, what=name)
+
+        return listener
+
+    def _shortcut_listener(self, callback_id: str, handler: ShortcutHandler) -> Callable[..., Any]:
+        async def listener(ack: Any, respond: Any, shortcut: dict[str, Any]) -> None:
+            await ack()
+            parsed = parse(Shortcut, shortcut, label=f"shortcut {callback_id}")
+            work = handler(respond, parsed) if parsed else self.reply(respond, UNREADABLE)
+            self.adapter.inbox.spawn(work, what=callback_id)
+
+        return listener
+
+    async def reply(self, respond: Any, text: str) -> None:
+        """An ephemeral answer to the requester (never a ping)."""
+        await respond(text=neutralise(text), response_type="ephemeral")
+
+    async def help(self, respond: Any, command: Command) -> None:
+        """/gemini-help."""
+        await self.reply(respond, self.adapter.commands.help(commands=HELP))
+
+    async def usage(self, respond: Any, command: Command) -> None:
+        """/gemini-usage."""
+        await self.reply(respond, await self.adapter.commands.usage("slack", command.user_id))
+
+    async def persona(self, respond: Any, command: Command) -> None:
+        """/persona [name]: list personas, or (admins) set the channel's default."""
+        args = command.text.split()
+        key = ThreadKey("slack", command.team_id, command.channel_id, "")
+        try:
+            if not args:
+                text = await self.adapter.commands.list_personas(key)
+                text += "\nIn a thread, start a mention with +name to use a persona there."
+            elif len(args) == 1:
+                text = await self.adapter.commands.set_channel_persona(
+                    platform="slack",
+                    workspace_id=command.team_id,
+                    channel_id=command.channel_id,
+                    name=args[0],
+                    is_admin=self.adapter.access.is_admin("slack", command.user_id),
+                )
+            else:
+                text = "Usage: /persona [name | default]"
+        except BotError as exc:
+            text = exc.user_message
+        await self.reply(respond, text)
+
+    async def forget(self, respond: Any, command: Command) -> None:
+        """/forget <link>: drop that thread's conversation."""
+        link = parse_permalink(command.text)
+        if link is None:
+            await self.reply(
+                respond,
+                "Usage: /forget <link to a message in the thread>, "
+                'or the message shortcut "Forget this thread".',
+            )
+            return
+        key = ThreadKey("slack", command.team_id, link.channel, link.thread_ts or link.ts)
+        await self.reply(respond, await self.adapter.commands.forget(key))
+
+    async def forget_shortcut(self, respond: Any, shortcut: Shortcut) -> None:
+        """The "Forget this thread" message shortcut."""
+        msg = shortcut.message
+        key = ThreadKey("slack", shortcut.team.id, shortcut.channel.id, msg.thread_ts or msg.ts)
+        await self.reply(respond, await self.adapter.commands.forget(key))
+
+    async def summarize(self, respond: Any, command: Command) -> None:
+        """/summarize [link] [focus]: the linked message's files, or the user's latest."""
+        text = command.text
+        link = parse_permalink(text)
+        focus = text
+        channel = command.channel_id
+        if link is not None:
+            focus = text.replace(text[text.find("http") :].split()[0], "")
+            channel = link.channel
+            found = await self._message(link.channel, link.ts, link.thread_ts)
+        else:
+            found = await self._latest_with_files(channel, command.user_id)
+        if found is None or not found[2]:
+            await self.reply(
+                respond,
+                "I found no files to summarise. Attach files to a message, "
+                "or give a link: /summarize <message link> [focus]",
+            )
+            return
+        root, files = found[1] or found[0], found[2]
+        await self._summarize(command.team_id, channel, root, files, command.user_id, focus.strip())
+        await self.reply(respond, "Summarising in the message's thread…")
+
+    async def summarize_shortcut(self, respond: Any, shortcut: Shortcut) -> None:
+        """The "Summarise attachments" message shortcut."""
+        msg = shortcut.message
+        if not msg.files:
+            await self.reply(respond, "That message has no files to summarise.")
+            return
+        root = msg.thread_ts or msg.ts
+        await self._summarize(
+            shortcut.team.id, shortcut.channel.id, root, msg.files, shortcut.user.id, ""
+        )
+
+    async def _summarize(
+        self, team: str, channel: str, root: str, files: list[Any], user: str, focus: str
+    ) -> None:
+        adapter = self.adapter
+        names = await adapter.names_for([user])
+        message = IncomingMessage(
+            key=ThreadKey("slack", team, channel, root),
+            author=Author(user, names[user]),
+            text=summarize_prompt(focus),
+            attachments=tuple(adapter.files.attachment(f) for f in files),
+            persona=adapter.commands.summarize_persona(),
+        )
+        adapter.engine.submit(
+            message, adapter.target(team=team, channel=channel, thread_ts=root, user=user)
+        )
+
+    async def _message(
+        self, channel: str, ts: str, thread_ts: str | None
+    ) -> tuple[str, str | None, list[Any]] | None:
+        """(ts, thread_ts, files) of a linked message."""
+        resp = await self.adapter.client.conversations_replies(
+            channel=channel, ts=thread_ts or ts, limit=200
+        )
+        for m in api_messages(resp.get("messages")):
+            if m.ts == ts:
+                return m.ts, m.thread_ts, list(m.files or [])
+        return None
+
+    async def _latest_with_files(
+        self, channel: str, user: str
+    ) -> tuple[str, str | None, list[Any]] | None:
+        """(ts, thread_ts, files) of the user's latest message here with files."""
+        resp = await self.adapter.client.conversations_history(channel=channel, limit=50)
+        for m in api_messages(resp.get("messages")):
+            if m.user == user and m.files:
+                return m.ts, m.thread_ts, list(m.files)
+        return None
