@@ -16,8 +16,9 @@ from typing import Any
 import discord
 import yarl
 from discord import app_commands
-from discord.ext import commands as ext_commands
 
+from adapters.discord.client import DiscordBot
+from adapters.discord.sync import MetaStore, sync_if_changed
 from adapters.discord.target import GLOBAL_PER_S, DiscordReplyTarget, global_budget
 from adapters.discord.text import readable, thread_name
 from bot.access import AccessPolicy
@@ -41,33 +42,6 @@ HELP = [
 ]
 
 
-class _Bot(ext_commands.Bot):
-    """discord.py's Bot, composed in setup_hook (as in discord.py's advanced_startup)."""
-
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True  # privileged: enable it in the developer portal
-        super().__init__(
-            command_prefix=ext_commands.when_mentioned,
-            intents=intents,
-            help_command=None,
-            allowed_mentions=discord.AllowedMentions.none(),
-            # Wait at most this long after READY for the guilds to stream in.
-            guild_ready_timeout=1.0,
-        )
-        self.adapter = adapter
-
-    async def setup_hook(self) -> None:
-        await self.adapter.setup(self)
-
-    async def on_ready(self) -> None:
-        self.adapter._ready = True
-        log.info("discord: connected as %s in %d guild(s)", self.user, len(self.guilds))
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self.adapter.on_message(message)
-
-
 class DiscordAdapter:
     """The Discord side of the service."""
 
@@ -85,6 +59,7 @@ class DiscordAdapter:
         sync_guild: str | None = None,
         max_file_bytes: int = 50 * 1024 * 1024,
         global_per_second: int = GLOBAL_PER_S,
+        meta: MetaStore | None = None,
     ) -> None:
         self.engine = engine
         self.commands = commands
@@ -95,8 +70,9 @@ class DiscordAdapter:
         self.sync_guild = sync_guild
         self.max_file_bytes = max_file_bytes
         self.global_budget = global_budget(global_per_second)
-        self.bot = _Bot(self)
-        self._ready = False
+        self.meta: MetaStore = meta if meta is not None else engine.store
+        self.bot = DiscordBot(self)
+        self._runs = 0
         self._preparing = 0
         # Bot message id -> conversation of a reply chain (rebuilt by walking after restart).
         self._chains: dict[int, ThreadKey] = {}
@@ -107,8 +83,8 @@ class DiscordAdapter:
 
     @property
     def connected(self) -> bool:
-        """True once the gateway is READY."""
-        return self._ready and not self.bot.is_closed()
+        """True while the gateway session is up (READY or RESUMED, not dropped)."""
+        return self.bot.connected
 
     @property
     def preparing(self) -> int:
@@ -123,30 +99,32 @@ class DiscordAdapter:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
 
     async def run(self) -> None:
-        """Log in, connect and serve until aclose()."""
+        """Log in, connect and serve until aclose(); run again after a failure."""
         self._configure_endpoints()
+        self._runs += 1
+        if self._runs > 1:
+            # A client that failed keeps its HTTP session and registered commands: a new one.
+            await self.bot.close()
+            self.bot = DiscordBot(self)
         await self.bot.start(self._token)
 
     async def aclose(self) -> None:
         """Disconnect."""
-        self._ready = False
         await self.bot.close()
 
-    async def setup(self, bot: _Bot) -> None:
-        """Register the app commands and sync them (to one guild, when configured)."""
+    async def setup(self, bot: DiscordBot) -> None:
+        """Register the app commands; sync them (to one guild, when configured) if changed."""
         register_commands(self, bot.tree)
+        guild = discord.Object(id=int(self.sync_guild)) if self.sync_guild else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
         try:
-            if self.sync_guild:
-                guild = discord.Object(id=int(self.sync_guild))
-                bot.tree.copy_global_to(guild=guild)
-                synced = await bot.tree.sync(guild=guild)
-            else:
-                synced = await bot.tree.sync()
-        except (discord.HTTPException, KeyError, ValueError):
+            await sync_if_changed(
+                bot.tree, guild=guild, application_id=bot.application_id, meta=self.meta
+            )
+        except (discord.HTTPException, discord.app_commands.AppCommandError, KeyError, ValueError):
             # Mentions and DMs work without commands; the next start tries again.
             log.exception("discord: could not sync app commands")
-            return
-        log.info("discord: %d app commands synced", len(synced))
 
     # -- messages ----------------------------------------------------------
 
@@ -200,7 +178,7 @@ class DiscordAdapter:
             return
         if not self.access.allows(
             "discord", str(message.author.id), access_channel, self._roles(message.author)
-        ) or not await store.mark_event("discord", str(message.id)):  # not a gateway replay
+        ) or not await self.engine.claim("discord", str(message.id)):  # not a gateway replay
             if key is not None:
                 self._joining.discard(key)
             return
@@ -211,17 +189,22 @@ class DiscordAdapter:
             if mentioned or isinstance(channel, discord.DMChannel)
             else (None, text)
         )
-        if key is None:
-            assert isinstance(channel, discord.TextChannel)
-            key, where, reference = await self._answer_place(
-                channel, thread_from=message, reply_to=message, prompt=text
-            )
-            if reference is None:
-                self._joining.add(key)
-        if key in self._joining:
-            # Joined from now on, durably; the engine would create it only when its turn runs.
-            await store.get_or_create_conversation(key)
-            self._joining.discard(key)
+        try:
+            if key is None:
+                assert isinstance(channel, discord.TextChannel)
+                key, where, reference = await self._answer_place(
+                    channel, thread_from=message, reply_to=message, prompt=text
+                )
+                if reference is None:
+                    self._joining.add(key)
+            if key in self._joining:
+                # Joined from now on, durably; the engine would create it only when its turn
+                # runs.
+                await store.get_or_create_conversation(key)
+                self._joining.discard(key)
+        except BaseException:
+            self.engine.release("discord", str(message.id))  # a redelivery may try again
+            raise
         target = self._target(where, key, reference, new_thread=where is not channel)
         incoming = IncomingMessage(
             key=key,
@@ -255,6 +238,31 @@ class DiscordAdapter:
             new_thread=new_thread,
             global_limit=self.global_budget,
         )
+
+    async def recovery_target(
+        self, key: ThreadKey, message_ids: Sequence[str]
+    ) -> DiscordReplyTarget:
+        """A target over a reply a crashed process left behind: its messages are edited,
+        or a new one is posted in the thread (or reply chain) if none exist."""
+        channel_id = int(key.channel_id)
+        if key.workspace_id != "dm":
+            # A thread's id is a channel; a reply chain's is its root message in the channel.
+            try:
+                found = self.bot.get_channel(int(key.thread_id)) or await self.bot.fetch_channel(
+                    int(key.thread_id)
+                )
+                if isinstance(found, discord.Thread):
+                    channel_id = found.id
+            except discord.HTTPException:
+                pass
+        where = self.bot.get_partial_messageable(channel_id)
+        reference = None if channel_id == int(key.thread_id) or key.workspace_id == "dm" else key
+        target = self._target(where, key, None)
+        if reference is not None:  # new messages of a reply chain continue that chain
+            for mid in message_ids:
+                self._chains[int(mid)] = key
+        target.adopt([where.get_partial_message(int(mid)) for mid in message_ids])
+        return target
 
     async def _answer_place(
         self,

@@ -69,11 +69,17 @@ class DiscordReplyTarget:
         self.budget = channel_budget(channel_id, self.global_budget)
         self.reference = reference
         self._on_message = on_message
-        self._messages: dict[int, discord.Message] = {}
+        self._messages: dict[int, discord.Message | discord.PartialMessage] = {}
         self._typing: asyncio.Task[None] | None = None
         self._typing_call: asyncio.Future[None] | None = None
         self._texted = False
         self._typing_delay = TYPING_AFTER_THREAD if new_thread else 0.0
+
+    def adopt(self, messages: Sequence[discord.PartialMessage]) -> None:
+        """Continue a reply whose messages exist already (recovery after a restart)."""
+        self._messages = dict(enumerate(messages))
+        if messages:
+            self._texted = True  # no typing under an answer that is being replaced
 
     @property
     def message_ids(self) -> Sequence[str]:

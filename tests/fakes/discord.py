@@ -1,20 +1,20 @@
 """A fake Discord on 127.0.0.1: REST (v10) and a JSON gateway, enough for discord.py.
 
 discord.py logs in (`GET /users/@me`), opens the gateway (HELLO -> IDENTIFY -> READY ->
-GUILD_CREATE) and then receives what the test dispatches: MESSAGE_CREATE, THREAD_CREATE,
-INTERACTION_CREATE. Every REST call is recorded. Limits are Discord's: 2,000 characters of
-content (400 with code 50035 above it), thread names up to 100, and message writes per
-channel limited to `channel_limit` in a sliding `channel_window` (Discord does not publish
-the numbers; about 5 per 5 s is what bots meet), plus an optional global limit. Over a
-limit: 429 with a JSON `retry_after`, `Retry-After` and the X-RateLimit headers (and the
-`Via` header, without which discord.py takes a 429 for a Cloudflare ban). Thread creation
-and typing are not counted per channel (Discord limits them separately and loosely).
+GUILD_CREATE; RESUME -> RESUMED; drops and outages: see discord_gateway.py) and then
+receives what the test dispatches: MESSAGE_CREATE, THREAD_CREATE, INTERACTION_CREATE. Every
+REST call is recorded (message writes keep their `allowed_mentions` in the call's body).
+Limits are Discord's: 2,000 characters of content (400 with code 50035 above it), thread
+names up to 100, and message writes per channel limited to `channel_limit` in a sliding
+`channel_window` (Discord does not publish the numbers; about 5 per 5 s is what bots meet),
+plus an optional global limit. Over a limit: 429 with a JSON `retry_after`, `Retry-After`
+and the X-RateLimit headers (and the `Via` header, without which discord.py takes a 429 for
+a Cloudflare ban). Thread creation and typing are not counted per channel (Discord limits
+them separately and loosely).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -22,12 +22,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-TOKEN = "fake-discord-bot-token"
-BOT_ID = "900000000000000001"
-APP_ID = "900000000000000002"
-GUILD = "800000000000000001"
+from tests.fakes.discord_gateway import APP_ID, BOT_ID, GUILD, TOKEN, GatewayMixin
+
 CHANNEL = "700000000000000001"
 ADMIN_ROLE = "600000000000000001"
 MAX_CONTENT = 2000
@@ -76,7 +74,7 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
 
 
-class FakeDiscord:
+class FakeDiscord(GatewayMixin):
     """REST + gateway. Users, channels and messages live in plain dicts the tests read."""
 
     def __init__(
@@ -104,9 +102,7 @@ class FakeDiscord:
         self._ids = itertools.count(1)
         self._writes: dict[str, deque[float]] = {}
         self._global: deque[float] = deque()
-        self._sockets: list[web.WebSocketResponse] = []
-        self._seq = 0
-        self.identified = asyncio.Event()
+        self._init_gateway()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.add_channel(CHANNEL, "general")
@@ -166,9 +162,7 @@ class FakeDiscord:
         self.port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
-        for ws in list(self._sockets):
-            with contextlib.suppress(Exception):
-                await ws.close()
+        await self._close_gateway()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -229,54 +223,6 @@ class FakeDiscord:
             "mfa_level": 0,
             "nsfw_level": 0,
         }
-
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                payload = json.loads(msg.data)
-                op = payload.get("op")
-                if op == 1:
-                    await ws.send_str(json.dumps({"op": 11}))
-                elif op == 2:
-                    if payload["d"].get("token") != TOKEN:
-                        await ws.close(code=4004, message=b"Authentication failed.")
-                        break
-                    self._sockets.append(ws)
-                    await self._send(
-                        ws,
-                        "READY",
-                        {
-                            "v": 10,
-                            "user": self.users[BOT_ID],
-                            "guilds": [{"id": GUILD, "unavailable": True}],
-                            "session_id": "fake-session",
-                            "resume_gateway_url": self.gateway_url,
-                            "application": {"id": APP_ID, "flags": 0},
-                            "private_channels": [],
-                            "relationships": [],
-                        },
-                    )
-                    await self._send(ws, "GUILD_CREATE", self._guild())
-                    self.identified.set()
-        finally:
-            if ws in self._sockets:
-                self._sockets.remove(ws)
-        return ws
-
-    async def _send(self, ws: web.WebSocketResponse, event: str, data: Any) -> None:
-        self._seq += 1
-        await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
-
-    async def dispatch(self, event: str, data: Any) -> None:
-        """Send one event to every identified gateway connection."""
-        for ws in list(self._sockets):
-            with contextlib.suppress(ConnectionResetError):
-                await self._send(ws, event, data)
 
     # -- what users do ---------------------------------------------------------
 
