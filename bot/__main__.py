@@ -8,20 +8,25 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
 from bot.access import AccessPolicy
 from bot.commands import Commands
-from bot.engine import ConversationEngine
+from bot.engine import ConversationEngine, Recovery
+from bot.engine.recovery import targets_from
 from bot.gemini import GeminiChatModel
 from bot.http import HttpServer
 from bot.logs import setup_logging
+from bot.model_check import missing_models
 from bot.personas import PersonaFileError, PersonaRegistry, load_personas
 from bot.ports import Adapter, Store
 from bot.settings import Settings, SettingsError, load_settings
 from bot.streaming import EditScheduler
+from bot.supervise import Backoff, Supervisor
+from bot.types import PendingReply
 
 log = logging.getLogger("gemini-bot")
 
@@ -108,6 +113,15 @@ def render_metrics(engine: ConversationEngine) -> str:
         "# HELP gemini_bot_files_uploaded_total Files uploaded to the Gemini Files API.",
         "# TYPE gemini_bot_files_uploaded_total counter",
         f"gemini_bot_files_uploaded_total {engine.counters['files_uploaded']}",
+        "# HELP gemini_bot_turn_crashes_total Turn tasks that ended in an unexpected exception.",
+        "# TYPE gemini_bot_turn_crashes_total counter",
+        f"gemini_bot_turn_crashes_total {engine.counters['turn_crashes']}",
+        "# HELP gemini_bot_recovered_total Replies left by a crash, by what start-up did.",
+        "# TYPE gemini_bot_recovered_total counter",
+        *(
+            f'gemini_bot_recovered_total{{outcome="{o}"}} {engine.counters[f"recovered_{o}"]}'
+            for o in ("resumed", "marked", "failed")
+        ),
         "# HELP gemini_bot_platform_429_total Platform 429 answers received.",
         "# TYPE gemini_bot_platform_429_total counter",
         f"gemini_bot_platform_429_total {engine.scheduler.rate_limited}",
@@ -193,7 +207,9 @@ class Service:
         self.store = build_store(settings)
         self.model = build_model(settings)
         self.engine = build_engine(settings, store=self.store, model=self.model)
-        self.commands = Commands(store=self.store, personas=self.engine.personas)
+        self.commands = Commands(
+            store=self.store, personas=self.engine.personas, locks=self.engine.locks
+        )
         self._store_open = False
         self.http = HttpServer(
             host=settings.HTTP_HOST,
@@ -205,28 +221,84 @@ class Service:
             settings, engine=self.engine, commands=self.commands, http=self.http
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.backoff = Backoff()  # adapter restarts: 1 s doubling to 60 s
+        self.supervisors: list[Supervisor] = []
+        self._stack: AsyncExitStack | None = None
+        self.recovery = Recovery(self.engine, mode=settings.RECOVERY)
+        self._pending: list[PendingReply] = []
 
     async def health(self) -> dict[str, str]:
-        """Per-component status for /healthz."""
+        """Per-component status for /healthz; an adapter down or restarting is unhealthy."""
         ok = self._store_open and await self.store.ping()
         out = {"store": "ok" if ok else "unavailable"}
+        supervised = {id(s.adapter): s.status for s in self.supervisors}
         for a in self.adapters:
-            out[a.name] = "connected" if a.connected else "disconnected"
+            out[a.name] = supervised.get(id(a)) or ("connected" if a.connected else "disconnected")
         return out
 
     async def start(self) -> None:
-        """Open the store, listen, and start every adapter."""
+        """Open every resource in order; if one fails, close the ones opened, in reverse."""
+        async with AsyncExitStack() as stack:
+            await self._open(stack)
+            self._stack = stack.pop_all()
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        # The model and the scheduler exist since __init__: registered first, closed last.
+        stack.push_async_callback(self.model.aclose)
+        stack.push_async_callback(self.engine.scheduler.aclose)
         await self.store.open()
         self._store_open = True
+        stack.push_async_callback(self._close_store)
+        # Found before the HTTP server and the adapters take any event.
+        self._pending = await self.recovery.find()
         await self.http.start()
+        stack.push_async_callback(self.http.stop)
         log.info("HTTP server on %s:%s", self.settings.HTTP_HOST, self.http.port)
+        self._start_adapters(stack)
+        # Closed before the adapters: replies in flight finish (and new messages are told the
+        # bot is restarting) while the platform sessions they need are still open.
+        stack.push_async_callback(self._drain)
+        await self.recover()
+        maintenance = asyncio.create_task(maintain(self.store), name="maintenance")
+        self._tasks.append(maintenance)
+        stack.push_async_callback(_cancel, maintenance)
+
+    def _start_adapters(self, stack: AsyncExitStack) -> None:
+        """Each adapter under a Supervisor: a crash restarts it, never stops the others."""
+        self.supervisors = [Supervisor(a, backoff=self.backoff) for a in self.adapters]
         self._tasks = [
-            asyncio.create_task(a.run(), name=f"adapter:{a.name}") for a in self.adapters
+            asyncio.create_task(s.run(), name=f"adapter:{s.adapter.name}") for s in self.supervisors
         ]
-        self._tasks.append(asyncio.create_task(maintain(self.store), name="maintenance"))
+        stack.push_async_callback(self._stop_adapters, list(self._tasks))
+
+    async def recover(self) -> None:
+        """Recover replies a crashed process left unfinished (RECOVERY). Runs once the
+        store is open and the adapters are constructed and started, before start() returns:
+        each recovery holds its thread's lock from now on, and edits once its platform is
+        connected."""
+        pending, self._pending = self._pending, []
+        await self.recovery.start(pending, targets_from(self.adapters))
+
+    async def _stop_adapters(self, tasks: list[asyncio.Task[None]]) -> None:
+        for s in self.supervisors:
+            await s.stop()
+        _, pending = await asyncio.wait(tasks, timeout=5) if tasks else (set(), set())
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        grace = self.settings.SHUTDOWN_GRACE_SECONDS
+        log.info("shutting down: finishing replies in flight (up to %ss)", grace)
+        await self.engine.shutdown(grace=grace)
+
+    async def _close_store(self) -> None:
+        self._store_open = False
+        await self.store.close()
 
     async def wait(self, stop: asyncio.Event) -> bool:
-        """Until `stop` is set or an adapter fails; True when one failed."""
+        """Until `stop` is set. A failing adapter is restarted by its Supervisor; True
+        only if a supervisor or the maintenance task itself died (a bug)."""
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -236,28 +308,38 @@ class Service:
         return bool(failed)
 
     async def stop(self) -> None:
-        """No new work; replies in flight finish within the grace period; then close."""
-        grace = self.settings.SHUTDOWN_GRACE_SECONDS
-        log.info("shutting down: finishing replies in flight (up to %ss)", grace)
-        for a in self.adapters:
-            try:
-                await a.aclose()
-            except Exception:
-                log.exception("closing %s", a.name)
-        await self.engine.shutdown(grace=grace)
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.engine.scheduler.aclose()
-        await self.http.stop()
-        await self.model.aclose()
-        self._store_open = False
-        await self.store.close()
+        """No new work; replies in flight finish within the grace period; then everything
+        start() opened is closed in reverse order (adapters, HTTP, store, scheduler, model)."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def check_models(settings: Settings, personas: PersonaRegistry) -> None:
+    """Stop start-up if Gemini does not know a configured model (see bot/model_check.py)."""
+    model = build_model(settings)  # its own client, closed here whatever happens
+    try:
+        problems = await missing_models(
+            model,
+            default_model=settings.GEMINI_MODEL,
+            personas=personas.all(),
+            source=str(personas.source),
+        )
+    finally:
+        await model.aclose()
+    if problems:
+        raise StartupError(*problems)
 
 
 async def serve(settings: Settings) -> int:
     """`gemini-bot run`: the service until SIGTERM/SIGINT."""
     service = Service(settings)
+    await check_models(settings, service.engine.personas)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -282,11 +364,12 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
             f"--persona: unknown persona '{args.persona}' "
             f"(defined: {', '.join(engine.personas.names)})"
         )
+    await check_models(settings, engine.personas)
     await store.open()
     try:
         adapter = ConsoleAdapter(
             engine=engine,
-            commands=Commands(store=store, personas=engine.personas),
+            commands=Commands(store=store, personas=engine.personas, locks=engine.locks),
             thread=args.thread,
             persona=args.persona,
         )
@@ -304,8 +387,10 @@ async def migrate(settings: Settings) -> int:
 
     store = build_store(settings)
     await store.open()
-    names = await store.applied_migrations() if isinstance(store, SqliteStore) else []
-    await store.close()
+    try:
+        names = await store.applied_migrations() if isinstance(store, SqliteStore) else []
+    finally:
+        await store.close()
     print(f"database {settings.database_path}: up to date ({', '.join(names) or 'in memory'})")
     return 0
 

@@ -40,10 +40,15 @@ class HttpServer:
 
     async def start(self) -> None:
         """Listen; with port 0 the chosen port is written back to `port`."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            # e.g. the port is taken: nothing is left half set up for the caller to stop.
+            await runner.cleanup()
+            raise
+        self._runner = runner
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     )
 
     GEMINI_API_KEY: SecretStr | None = None
-    GEMINI_MODEL: str = "gemini-2.5-flash"
+    GEMINI_MODEL: str = "gemini-3.8-flash"
     GEMINI_BASE_URL: str | None = None
     GEMINI_API_VERSION: str = "v1beta"
     GEMINI_MAX_RETRIES: int = Field(default=3, ge=0, le=10)
@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     ATTACHMENT_MAX_BYTES: int = Field(default=50 * 1024 * 1024, ge=1)
     INLINE_MAX_BYTES: int = Field(default=1024 * 1024, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(default=20, ge=0)
+    # What start-up does with replies a crashed process left unfinished: answer again in the
+    # same message (at most once), or mark the message as interrupted.
+    RECOVERY: Literal["resume", "mark"] = "resume"
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
