@@ -1,4 +1,9 @@
-"""Checkpoints of a reply in flight, so a crash leaves something to recover."""
+"""Checkpoints of a reply in flight, so a crash leaves something to recover.
+
+A reply's platform message ids are saved the moment a message is posted (before the next
+call to the platform), so recovery always edits the message the user sees instead of
+posting a second one; its text is saved every few seconds while it streams.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +11,107 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from bot.ports import Store
+from bot.ports import Budget, ReplyTarget, Store
 from bot.types import TextPart, TurnUpdate
 
 log = logging.getLogger(__name__)
 
-# Message ids are saved as soon as they change (polled this often, in memory only); the
-# text at most this often, so a long reply costs a handful of writes.
-POLL_S = 0.1
 TEXT_EVERY_S = 2.0
 
 
-class Checkpointer:
-    """Saves a pending reply's platform message ids and text while it streams."""
+class TrackedTarget:
+    """A reply target that records its platform message ids in the pending turn."""
 
     def __init__(
         self,
+        target: ReplyTarget,
         store: Store,
         *,
         conversation_id: int,
         turn_id: int,
-        message_ids: Callable[[], Sequence[str]],
-        text: Callable[[], str],
+        saved: Sequence[str] = (),
+    ) -> None:
+        self.target = target
+        self.store = store
+        self.conversation_id = conversation_id
+        self.turn_id = turn_id
+        self.max_chars = target.max_chars
+        self.budget: Budget = target.budget
+        # What the stored turn holds: a placeholder posted before the turn was stored is
+        # already in the target's ids, and must still be saved.
+        self._saved: tuple[str, ...] = tuple(saved)
+
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """The wrapped target's message ids."""
+        return self.target.message_ids
+
+    async def _save_ids(self) -> None:
+        ids = tuple(self.target.message_ids)
+        if ids == self._saved:
+            return
+        try:
+            await self.store.update_turn(
+                self.conversation_id, self.turn_id, TurnUpdate(message_ids=ids)
+            )
+            self._saved = ids
+        except Exception as exc:  # best effort: the reply itself goes on
+            log.warning("saving message ids of turn %s failed: %r", self.turn_id, exc)
+
+    async def start(self) -> None:
+        """Start the reply; save a placeholder's id at once."""
+        try:
+            await self.target.start()
+        finally:
+            await self._save_ids()
+
+    async def show(self, text: str, *, part: int) -> None:
+        """Post or edit; a new message's id is saved before the next call."""
+        try:
+            await self.target.show(text, part=part)
+        finally:
+            await self._save_ids()
+
+    async def finish(self, text: str, *, part: int) -> None:
+        """Final text of the last message."""
+        try:
+            await self.target.finish(text, part=part)
+        finally:
+            await self._save_ids()
+
+    async def fail(self, user_message: str) -> None:
+        """The failure note."""
+        try:
+            await self.target.fail(user_message)
+        finally:
+            await self._save_ids()
+
+
+class Checkpointer:
+    """Saves a pending reply's text every TEXT_EVERY_S while it streams."""
+
+    def __init__(
+        self, store: Store, *, conversation_id: int, turn_id: int, text: Callable[[], str]
     ) -> None:
         self.store = store
         self.conversation_id = conversation_id
         self.turn_id = turn_id
-        self._ids = message_ids
         self._text = text
-        self._saved_ids: tuple[str, ...] = ()
         self._saved_text = ""
         self.writes = 0
 
     async def run(self) -> None:
         """Save changes until cancelled."""
-        loop = asyncio.get_running_loop()
-        last_text_at = loop.time()
         while True:
-            await asyncio.sleep(POLL_S)
-            ids = tuple(self._ids())
+            await asyncio.sleep(TEXT_EVERY_S)
             text = self._text()
-            due = loop.time() - last_text_at >= TEXT_EVERY_S and text != self._saved_text
-            if ids == self._saved_ids and not due:
+            if not text or text == self._saved_text:
                 continue
-            change = TurnUpdate(
-                message_ids=ids if ids != self._saved_ids else None,
-                parts=(TextPart(text),) if due and text else None,
-            )
+            change = TurnUpdate(parts=(TextPart(text),))
             try:
                 await self.store.update_turn(self.conversation_id, self.turn_id, change)
             except Exception as exc:  # a checkpoint is best effort; the reply goes on
                 log.warning("checkpoint of turn %s failed: %r", self.turn_id, exc)
                 continue
             self.writes += 1
-            self._saved_ids = ids
-            if due:
-                self._saved_text = text
-                last_text_at = loop.time()
+            self._saved_text = text

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.attachments import estimate_tokens
-from bot.engine.checkpoint import Checkpointer
+from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
 from bot.engine.locks import ThreadLocks
 from bot.engine.outcome import outcome
@@ -161,6 +161,7 @@ class ConversationEngine:
             self._release(message)
         if accepted is None:
             return TurnResult("duplicate", "")
+        target = self._tracked(target, accepted)
         try:
             await target.start()
         except Exception as exc:  # no placeholder is no reason not to answer
@@ -278,12 +279,9 @@ class ConversationEngine:
         reply = self.scheduler.open(target)
         reply.append(prefix)
         state = _Streamed()
+        target = self._tracked(target, accepted)
         checkpoint = Checkpointer(
-            self.store,
-            conversation_id=conv.id,
-            turn_id=model_turn.id,
-            message_ids=lambda: target.message_ids,
-            text=lambda: state.text,
+            self.store, conversation_id=conv.id, turn_id=model_turn.id, text=lambda: state.text
         )
         saver = asyncio.create_task(checkpoint.run())
         try:
@@ -378,6 +376,18 @@ class ConversationEngine:
         return stored or change.apply(turn)  # None: the thread was forgotten meanwhile
 
     # -- helpers -----------------------------------------------------------
+
+    def _tracked(self, target: ReplyTarget, accepted: Accepted) -> ReplyTarget:
+        """`target`, saving its message ids in the pending reply as soon as they exist."""
+        if isinstance(target, TrackedTarget):
+            return target
+        return TrackedTarget(
+            target,
+            self.store,
+            conversation_id=accepted.conversation.id,
+            turn_id=accepted.model_turn.id,
+            saved=accepted.model_turn.message_ids,
+        )
 
     def _with_thread_note(self, persona: Persona, dropped: int) -> Persona:
         note = THREAD_NOTE
