@@ -2,10 +2,15 @@
 
 Every platform call of a reply (show, finish, fail) goes through a lane: one lane per
 Budget key (e.g. one Slack workspace's chat.update budget, or one Discord channel). A lane
-is a token bucket plus a round-robin queue of replies that have something new to show, so
-replies in flight on the same budget share it fairly and each call shows the newest text
-(edits coalesce). A 429 blocks the lane for Retry-After and the call is retried later with
-whatever text is current then, so no text is lost.
+is a limiter (bot/limiters.py) plus a round-robin queue of replies that have something new
+to show, so replies in flight on the same budget share it fairly and each call shows the
+newest text (edits coalesce). A 429 blocks the lane for Retry-After and the call is retried
+later with whatever text is current then, so no text is lost.
+
+Lanes live only while they matter: once no reply of a lane is being delivered and its
+limiter is back to the state of a new one (full bucket or empty window, no Retry-After
+pending), the lane is forgotten, so a bot that served a million Discord threads keeps only
+the few of the last seconds.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeAlias
 
 from bot.clock import Clock, SystemClock
 from bot.errors import PlatformRateLimited
+from bot.limiters import Limiter, SlidingWindow, Ticket, TokenBucket
 from bot.ports import Budget, ReplyTarget
 from bot.splitting import split_message
 
@@ -27,133 +33,6 @@ log = logging.getLogger(__name__)
 
 # A target call that fails for another reason than a 429 is retried this often.
 MAX_CALL_ATTEMPTS = 3
-
-
-@dataclass(slots=True)
-class Ticket:
-    """One call counted by a limiter (and its parent); done() when the call returns."""
-
-    entry: list[float] | None
-    parent: Ticket | None
-
-    def done(self, now: float) -> None:
-        """The platform has certainly seen the call by now: count it from here."""
-        if self.entry is not None:
-            self.entry[0] = max(self.entry[0], now)
-        if self.parent is not None:
-            self.parent.done(now)
-
-
-class TokenBucket:
-    """Classic token bucket with an optional parent (e.g. Discord's global limit)."""
-
-    def __init__(self, budget: Budget, clock: Clock, parent: Limiter | None = None) -> None:
-        self.budget = budget
-        self.clock = clock
-        self.parent = parent
-        self.tokens = float(budget.burst)
-        self.updated = clock.now()
-        self.blocked_until = 0.0
-
-    def _refill(self, now: float) -> None:
-        if self.budget.rate == float("inf"):
-            self.tokens = float(self.budget.burst)
-        else:
-            self.tokens = min(
-                float(self.budget.burst), self.tokens + (now - self.updated) * self.budget.rate
-            )
-        self.updated = now
-
-    def delay(self) -> float:
-        """Seconds until a call may be made (0 when one may be made now)."""
-        now = self.clock.now()
-        self._refill(now)
-        wait = max(0.0, self.blocked_until - now)
-        # The epsilon stops float rounding (0.999999...) from asking for a zero-length sleep.
-        if self.tokens < 1 - 1e-9:
-            wait = max(wait, (1 - self.tokens) / self.budget.rate)
-        if self.parent is not None:
-            wait = max(wait, self.parent.delay())
-        return wait
-
-    def available(self) -> float:
-        """Tokens in the bucket now."""
-        self._refill(self.clock.now())
-        return self.tokens
-
-    def time_until(self, tokens: float) -> float:
-        """Seconds until the bucket holds `tokens`."""
-        return max(0.0, (tokens - self.available()) / self.budget.rate)
-
-    def take(self) -> Ticket:
-        """Spend one token (call only when delay() is 0)."""
-        self.tokens -= 1
-        return Ticket(None, self.parent.take() if self.parent is not None else None)
-
-    def penalize(self, retry_after: float) -> None:
-        """A 429: no calls until Retry-After has passed, and start again from an empty bucket."""
-        now = self.clock.now()
-        self.blocked_until = max(self.blocked_until, now + retry_after)
-        self.tokens = min(self.tokens, 0.0)
-        self.updated = now
-
-
-class SlidingWindow:
-    """At most `burst` calls in any `window` seconds, with an optional parent."""
-
-    # Calls reach the platform a little after we send them, and not evenly late: counting
-    # each call this much later keeps the platform's own window from seeing burst + 1.
-    JITTER = 0.05
-
-    def __init__(self, budget: Budget, clock: Clock, parent: Limiter | None = None) -> None:
-        self.budget = budget
-        self.clock = clock
-        self.parent = parent
-        # [time] cells: the send time plus JITTER, moved to the completion time by done().
-        self.sent: list[list[float]] = []
-        self.blocked_until = 0.0
-
-    def _trim(self, now: float) -> list[float]:
-        """Drop calls older than the window; the remaining times, oldest first."""
-        self.sent = [e for e in self.sent if e[0] > now - self.budget.window]
-        return sorted(e[0] for e in self.sent)
-
-    def delay(self) -> float:
-        """Seconds until a call may be made (0 when one may be made now)."""
-        now = self.clock.now()
-        times = self._trim(now)
-        wait = max(0.0, self.blocked_until - now)
-        if len(times) >= self.budget.burst:
-            wait = max(wait, times[-self.budget.burst] + self.budget.window - now)
-        if self.parent is not None:
-            wait = max(wait, self.parent.delay())
-        return wait
-
-    def available(self) -> float:
-        """Calls that may be made now."""
-        return float(self.budget.burst - len(self._trim(self.clock.now())))
-
-    def time_until(self, tokens: float) -> float:
-        """Seconds until `tokens` calls may be made."""
-        now = self.clock.now()
-        times = self._trim(now)
-        short = int(tokens) - (self.budget.burst - len(times))
-        if short <= 0:
-            return 0.0
-        return max(0.0, times[short - 1] + self.budget.window - now)
-
-    def take(self) -> Ticket:
-        """Count one call (call only when delay() is 0); hand the ticket to done()."""
-        entry = [self.clock.now() + self.JITTER]
-        self.sent.append(entry)
-        return Ticket(entry, self.parent.take() if self.parent is not None else None)
-
-    def penalize(self, retry_after: float) -> None:
-        """A 429: no calls until Retry-After has passed."""
-        self.blocked_until = max(self.blocked_until, self.clock.now() + retry_after)
-
-
-Limiter: TypeAlias = TokenBucket | SlidingWindow
 
 
 @dataclass(slots=True)
@@ -288,7 +167,13 @@ class ReplyStream:
 
 
 class _Lane:
-    """One budget: a token bucket and a fair queue of replies waiting to be shown."""
+    """One budget: a limiter and a fair queue of replies waiting to be shown.
+
+    The scheduler forgets a lane (and its limiter) once it is idle: no reply of it is still
+    being delivered, nothing is queued or in flight, and the limiter has recovered to the
+    state a new one starts in. A lane for the same key made later is then indistinguishable
+    from the one forgotten, so forgetting never lets a call through early.
+    """
 
     def __init__(self, scheduler: EditScheduler, bucket: Limiter) -> None:
         self.scheduler = scheduler
@@ -297,35 +182,71 @@ class _Lane:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.calls: set[asyncio.Task[None]] = set()
+        # Weak: a reply dropped without being closed must not pin its lane for ever.
+        self.replies: weakref.WeakSet[ReplyStream] = weakref.WeakSet()
         self.rate_limited = 0
         self.last_call_at = float("-inf")
         self.next_need = 1
 
     def notify(self, reply: ReplyStream) -> None:
+        """The reply has something new (text, a close): queue it and make sure we run."""
         if reply.has_work():
             if not reply.queued:
                 reply.queued = True
                 self.queue.append(reply)
             # Also when already queued: its next call may now be urgent (a final).
             self.wake.set()
+            if self.task is None or self.task.done():
+                name = f"lane:{self.bucket.budget.key}"
+                self.task = asyncio.create_task(self._run(), name=name)
         reply._check_done()
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run(), name=f"lane:{self.bucket.budget.key}")
+
+    def held(self) -> bool:
+        """True while a reply of this lane is still to be delivered (it will call again)."""
+        for reply in list(self.replies):
+            if reply.delivered:
+                self.replies.discard(reply)
+        return bool(self.replies)
+
+    def recovers_in(self) -> float:
+        """Seconds until the limiter (and the edit spacing) is as a new lane's would be."""
+        spacing = self.last_call_at + self.bucket.budget.spacing - self.scheduler.clock.now()
+        return max(self.bucket.recovers_in(), spacing, 0.0)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Sleep `seconds` on the clock, or less if notify() or a call wakes the lane."""
+        self.wake.clear()
+        sleeper = asyncio.ensure_future(self.scheduler.clock.sleep(max(seconds, 0.001)))
+        waker = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    async def _idle(self) -> bool:
+        """Wait while nothing is queued; True when the task should end."""
+        while not self.queue:
+            self.wake.clear()
+            if self.calls:
+                await self.wake.wait()
+                continue
+            if self.held():
+                # A reply still in progress will notify() (and restart us) when it has more.
+                return True
+            rest = self.recovers_in()
+            if rest <= 0:
+                self.scheduler._drop_lane(self)
+                return True
+            # Stay until the limiter recovers, then forget the lane (unless work comes).
+            await self._sleep_or_wake(rest)
+        return False
 
     async def _run(self) -> None:
         clock = self.scheduler.clock
         while True:
-            while not self.queue:
-                self.wake.clear()
-                if not self.calls:
-                    # Idle: let the task end; notify() starts a new one.
-                    try:
-                        await asyncio.wait_for(self.wake.wait(), 1.0)
-                    except TimeoutError:
-                        if not self.queue and not self.calls:
-                            return
-                else:
-                    await self.wake.wait()
+            if await self._idle():
+                return
             wait = self.bucket.delay()
             if wait > 0:
                 await clock.sleep(wait)
@@ -337,21 +258,19 @@ class _Lane:
                 need = self.bucket.time_until(self.next_need)
                 if self.next_need > self.bucket.budget.reserve:
                     need = max(need, self.last_call_at + self.bucket.budget.spacing - clock.now())
-                self.wake.clear()
-                sleeper = asyncio.ensure_future(clock.sleep(max(need, 0.001)))
-                waker = asyncio.ensure_future(self.wake.wait())
-                try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
-                    waker.cancel()
+                await self._sleep_or_wake(need)
                 continue
             reply, op = picked
             ticket = self.bucket.take()
             self.last_call_at = clock.now()
             task = asyncio.create_task(self._call(reply, op, ticket))
             self.calls.add(task)
-            task.add_done_callback(self.calls.discard)
+            task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self.calls.discard(task)
+        # The lane may have looked while this task was still listed: look again.
+        self.wake.set()
 
     def _tokens_needed(self, reply: ReplyStream, op: _Op) -> int:
         """A message's first text may take the last token; a final keeps one back for the
@@ -417,47 +336,106 @@ class _Lane:
 
 
 class EditScheduler:
-    """Shares each platform budget fairly among all replies in flight on it."""
+    """Shares each platform budget fairly among all replies in flight on it.
+
+    Lanes and limiters are made on first use and forgotten once idle and fully recovered
+    (see _Lane), so a process serving many threads or workspaces keeps only the recent ones:
+    a lane forgets itself when it goes idle, and a sweep at most every SWEEP_EVERY seconds
+    (run by open() and call()) catches the rest (limiters used only by call(), parents,
+    replies dropped without being closed).
+    """
+
+    SWEEP_EVERY = 60.0
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._lanes: dict[str, _Lane] = {}
         self._buckets: dict[str, Limiter] = {}
         self.rate_limited = 0
+        self._next_sweep = float("-inf")
 
     def _bucket(self, budget: Budget) -> Limiter:
         bucket = self._buckets.get(budget.key)
         if bucket is None:
             parent = self._bucket(budget.parent) if budget.parent else None
+            if parent is not None:
+                parent.users += 1
             kind = SlidingWindow if budget.window > 0 else TokenBucket
             bucket = kind(budget, self.clock, parent)
             self._buckets[budget.key] = bucket
         return bucket
 
+    def _drop_lane(self, lane: _Lane) -> bool:
+        """Forget an idle, recovered lane (and then its limiter if nothing else uses it)."""
+        key = lane.bucket.budget.key
+        if self._lanes.get(key) is not lane or lane.queue or lane.calls or lane.held():
+            return False
+        if lane.recovers_in() > 0:
+            return False
+        del self._lanes[key]
+        lane.bucket.users -= 1
+        self._drop_bucket(lane.bucket)
+        return True
+
+    def _drop_bucket(self, bucket: Limiter) -> None:
+        """Forget a limiter nothing uses once it is as a new one would be; then its parent."""
+        key = bucket.budget.key
+        if self._buckets.get(key) is not bucket or bucket.users > 0 or bucket.recovers_in() > 0:
+            return
+        del self._buckets[key]
+        if bucket.parent is not None:
+            bucket.parent.users -= 1
+            self._drop_bucket(bucket.parent)
+
+    def sweep(self) -> None:
+        """Forget every idle, recovered lane and limiter (at most every SWEEP_EVERY s)."""
+        now = self.clock.now()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_EVERY
+        for lane in list(self._lanes.values()):
+            # A running lane task forgets its lane itself when it goes idle.
+            if lane.task is None or lane.task.done():
+                self._drop_lane(lane)
+        for bucket in list(self._buckets.values()):
+            self._drop_bucket(bucket)
+
     def open(self, target: ReplyTarget) -> ReplyStream:
         """Start a reply on the target's budget."""
+        self.sweep()
         lane = self._lanes.get(target.budget.key)
         if lane is None:
-            lane = _Lane(self, self._bucket(target.budget))
+            bucket = self._bucket(target.budget)
+            bucket.users += 1
+            lane = _Lane(self, bucket)
             self._lanes[target.budget.key] = lane
-        return ReplyStream(target, lane)
+        reply = ReplyStream(target, lane)
+        lane.replies.add(reply)
+        return reply
 
     async def call(self, budget: Budget, fn: Callable[[], Awaitable[None]]) -> None:
         """Run a one-off platform call (not part of a reply) within a budget."""
+        self.sweep()
         bucket = self._bucket(budget)
-        while True:
-            wait = bucket.delay()
-            if wait > 0:
-                await self.clock.sleep(wait)
-                continue
-            ticket = bucket.take()
-            try:
-                await fn()
-                return
-            except PlatformRateLimited as exc:
-                bucket.penalize(exc.retry_after)
-            finally:
-                ticket.done(self.clock.now())
+        # Held for the whole call, waits included: the limiter must not be forgotten (and
+        # a second one made for the key) while this call still counts against it.
+        bucket.users += 1
+        try:
+            while True:
+                wait = bucket.delay()
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    continue
+                ticket = bucket.take()
+                try:
+                    await fn()
+                    return
+                except PlatformRateLimited as exc:
+                    bucket.penalize(exc.retry_after)
+                finally:
+                    ticket.done(self.clock.now())
+        finally:
+            bucket.users -= 1
 
     async def aclose(self) -> None:
         """Cancel the lane workers (pending replies stop being shown)."""

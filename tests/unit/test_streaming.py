@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
 
 from bot.ports import Budget
-from bot.streaming import EditScheduler
+from bot.streaming import MAX_CALL_ATTEMPTS, EditScheduler
 from tests.helpers import FakeClock, RecordingTarget, rate_limited
+
+SWEEP_EVERY = EditScheduler.SWEEP_EVERY
 
 
 @pytest.fixture
@@ -91,11 +94,18 @@ async def test_visible_lag_is_bounded_by_one_round(clock, scheduler) -> None:
     # For every call, the text shown is at least what the model had produced one
     # round (n / rate seconds) before.
     round_s = n / rate
+    checked = 0
     for i, t in enumerate(targets):
         for c in t.calls:
             older = [length for at, length in produced[i] if at <= c.at - round_s - 1e-9]
             if older:
                 assert len(c.text) >= older[-1]
+                checked += 1
+    # Calls in the first round have nothing older to compare with; all later ones do. Every
+    # reply gets about rate * 10 s / n calls, all but the first round's qualify.
+    assert all(t.calls for t in targets)
+    assert checked >= sum(len(t.calls) for t in targets) - n
+    assert checked >= rate * 10 * 0.8
 
 
 async def test_429_slows_the_bucket_and_loses_no_text(clock, scheduler) -> None:
@@ -204,15 +214,39 @@ async def test_failure_without_text_only_fails(clock, scheduler) -> None:
     assert reply.delivered
 
 
-async def test_other_errors_are_retried_then_given_up(clock, scheduler) -> None:
+async def test_other_errors_are_retried(clock, scheduler) -> None:
+    # Two failures, then the third attempt (MAX_CALL_ATTEMPTS) gets through.
     target = RecordingTarget(clock, budget=Budget("b", rate=100.0, burst=10))
     target.fail_with = {0: RuntimeError("boom"), 1: RuntimeError("boom")}
     reply = scheduler.open(target)
     reply.append("x")
     reply.close()
     await clock.advance(1)
+    assert target._attempts == MAX_CALL_ATTEMPTS
     assert reply.delivered and reply.error is None
-    assert target.calls[-1].text == "x"
+    assert [(c.kind, c.text) for c in target.calls] == [("finish", "x")]
+
+
+async def test_other_errors_are_given_up_after_max_attempts(clock, scheduler) -> None:
+    # The contract: a call failing MAX_CALL_ATTEMPTS times in a row (not a 429) ends the
+    # delivery: reply.error holds the last failure, wait() returns, the target gets no more
+    # calls (not even fail(): the platform is not taking them), and the text stays in the
+    # reply for the engine to store.
+    target = RecordingTarget(clock, budget=Budget("b", rate=100.0, burst=10))
+    boom = RuntimeError("boom 3")
+    target.fail_with = {0: RuntimeError("boom 1"), 1: RuntimeError("boom 2"), 2: boom}
+    reply = scheduler.open(target)
+    reply.append("first")
+    await clock.advance(1)
+    assert target._attempts == MAX_CALL_ATTEMPTS
+    assert reply.error is boom
+    assert reply.delivered and await reply.wait(0)
+    reply.append(" second")
+    reply.close(fail_message="cut short")
+    await clock.advance(1)
+    assert target._attempts == MAX_CALL_ATTEMPTS
+    assert target.calls == []
+    assert reply.text == "first second"
 
 
 async def test_sliding_window_never_lets_more_than_burst_through_any_window(
@@ -266,3 +300,185 @@ async def test_a_final_does_not_wait_behind_held_back_edits(clock, scheduler) ->
     await clock.advance(0.01)
     assert target.calls[-1].kind == "finish"
     assert target.calls[-1].at == pytest.approx(1.0, abs=0.02)
+
+
+# -- forgetting idle lanes -------------------------------------------------------------
+
+
+def remembered(scheduler: EditScheduler) -> tuple[set[str], set[str]]:
+    """The budget keys the scheduler keeps a lane and a limiter for."""
+    return set(scheduler._lanes), set(scheduler._buckets)
+
+
+async def deliver(clock: FakeClock, scheduler: EditScheduler, target: RecordingTarget, text: str):
+    reply = scheduler.open(target)
+    reply.append(text)
+    reply.close()
+    await clock.settle()
+    return reply
+
+
+async def test_idle_lane_is_forgotten_once_its_bucket_is_full_again(clock, scheduler) -> None:
+    target = RecordingTarget(clock, budget=Budget("b", rate=1.0, burst=2))
+    reply = await deliver(clock, scheduler, target, "x")
+    assert reply.delivered and [c.at for c in target.calls] == [0.0]
+    # One of two tokens spent: a new bucket would be full, so this one is kept for 1 s.
+    await clock.advance(0.9)
+    assert remembered(scheduler) == ({"b"}, {"b"})
+    await clock.advance(0.2)
+    assert remembered(scheduler) == (set(), set())
+
+
+async def test_idle_sliding_window_is_forgotten_once_empty(clock, scheduler) -> None:
+    budget = Budget("ch", rate=1.0, burst=5, window=5.0)
+    for i in range(3):
+        await deliver(clock, scheduler, RecordingTarget(clock, budget=budget), f"r{i}")
+    await clock.advance(4.9)
+    assert remembered(scheduler) == ({"ch"}, {"ch"})
+    await clock.advance(0.5)  # the last call leaves the window (JITTER included)
+    assert remembered(scheduler) == (set(), set())
+
+
+async def test_many_threads_leave_no_lanes_behind(clock, scheduler) -> None:
+    global_ = Budget("global", rate=50.0, burst=50, window=1.0)
+    for i in range(200):
+        budget = Budget(f"thread{i}", rate=1.0, burst=5, window=5.0, parent=global_)
+        await deliver(clock, scheduler, RecordingTarget(clock, budget=budget), "x")
+        await clock.advance(0.05)
+    lanes, buckets = remembered(scheduler)
+    # Only the last ~5 s of threads (5.05 s / 0.05 s) are still recovering.
+    assert 0 < len(lanes) <= 102 and "global" in buckets
+    await clock.advance(6)
+    assert remembered(scheduler) == (set(), set())
+
+
+async def test_lane_is_kept_while_work_is_queued_behind_a_429(clock, scheduler) -> None:
+    target = RecordingTarget(clock, budget=Budget("b", rate=10.0, burst=1))
+    target.fail_with[0] = rate_limited(30.0)
+    reply = scheduler.open(target)
+    reply.append("x")
+    reply.close()
+    await clock.advance(29)
+    assert target.calls == [] and not reply.delivered
+    assert remembered(scheduler) == ({"b"}, {"b"})
+    await clock.advance(1.5)
+    assert reply.delivered and target.calls[-1].text == "x"
+    assert target.calls[-1].at == pytest.approx(30.0)
+    await clock.advance(1)
+    assert remembered(scheduler) == (set(), set())
+
+
+async def test_lane_is_kept_while_a_retry_after_block_is_pending(clock, scheduler) -> None:
+    budget = Budget("b", rate=100.0, burst=10)
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=budget), "x")
+    assert remembered(scheduler) == ({"b"}, {"b"})  # one token short for 10 ms
+    scheduler._lanes["b"].bucket.penalize(100.0)  # e.g. a 429 on another call on the budget
+    await clock.advance(SWEEP_EVERY + 1)
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=Budget("other", 1.0)), "y")
+    assert "b" in remembered(scheduler)[1]  # the sweep ran and kept the blocked one
+    # The block holds for a reply opened now, on the same limiter.
+    late = RecordingTarget(clock, budget=budget)
+    await deliver(clock, scheduler, late, "z")
+    await clock.advance(38)
+    assert late.calls == [] and "b" in remembered(scheduler)[0]
+    await clock.advance(1)
+    assert [c.at for c in late.calls] == [pytest.approx(100.0)]
+    await clock.advance(1)
+    assert "b" not in remembered(scheduler)[0]
+
+
+async def test_rate_limit_holds_across_forgetting(clock, scheduler) -> None:
+    # Replies on one Discord-like channel, some soon after the last (the lane is reused),
+    # some after a pause (it was forgotten): never more than 5 calls in any 5 s.
+    budget = Budget("ch", rate=1.0, burst=5, window=5.0, reserve=1, spacing=0.3)
+    targets: list[RecordingTarget] = []
+    forgotten = reused = 0
+    for gap in [0.0, 0.1, 1.0, 5.2, 0.1, 0.1, 3.0, 5.2, 0.0, 6.0, 0.2]:
+        await clock.advance(gap, step=0.05)
+        if "ch" in remembered(scheduler)[0]:
+            reused += 1
+        else:
+            forgotten += 1
+        target = RecordingTarget(clock, budget=budget)
+        targets.append(target)
+        reply = scheduler.open(target)
+        for w in range(6):
+            reply.append(f"w{w} ")
+            await clock.advance(0.1)
+        reply.close()
+        while not reply.delivered:
+            await clock.advance(0.05)
+    await clock.advance(60, step=0.05)
+    assert forgotten >= 3 and reused >= 5
+    times = sorted(c.at for t in targets for c in t.calls)
+    assert all(t.calls[-1].kind == "finish" for t in targets)
+    for i in range(len(times) - 5):
+        assert times[i + 5] - times[i] >= 5.0, times[i : i + 6]
+
+
+async def test_parent_is_kept_while_a_child_uses_it(clock, scheduler) -> None:
+    global_ = Budget("global", rate=2.0, burst=2, window=1.0)
+    a = RecordingTarget(clock, budget=Budget("a", rate=1.0, burst=5, window=5.0, parent=global_))
+    b = RecordingTarget(clock, budget=Budget("b", rate=100.0, burst=100, parent=global_))
+    ra = scheduler.open(a)  # no text yet: a's lane and the parent must stay
+    await deliver(clock, scheduler, b, "1")
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=b.budget), "2")
+    await clock.advance(SWEEP_EVERY + 1)
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=Budget("c", 1.0)), "c")
+    assert remembered(scheduler)[1] >= {"global", "a"} and "b" not in remembered(scheduler)[1]
+    # The parent kept its count: two calls in its window, so a third in it must wait.
+    ra.append("x")
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=b.budget), "3")
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=b.budget), "4")
+    await clock.advance(0.5)
+    at = sorted(c.at for t in (a,) for c in t.calls)
+    assert len(at) == 1
+    ra.close()
+    await clock.advance(10)
+    assert ra.delivered
+    await clock.advance(SWEEP_EVERY)
+    await deliver(clock, scheduler, RecordingTarget(clock, budget=Budget("d", float("inf"))), "")
+    await clock.settle()
+    assert remembered(scheduler) == (set(), set())
+
+
+async def test_lane_of_an_open_reply_is_never_forgotten(clock, scheduler) -> None:
+    budget = Budget("b", rate=10.0, burst=1)
+    target = RecordingTarget(clock, budget=budget)
+    reply = scheduler.open(target)  # the model has not answered yet
+    lane = reply._lane
+    await clock.advance(SWEEP_EVERY + 1)
+    other = await deliver(clock, scheduler, RecordingTarget(clock, budget=budget), "other")
+    assert other._lane is lane  # the sweep kept it; both replies share one limiter
+    await clock.advance(SWEEP_EVERY + 1)
+    scheduler.open(RecordingTarget(clock, budget=Budget("c", 1.0)))
+    assert scheduler._lanes["b"] is lane
+    reply.append("late")
+    reply.close()
+    await clock.advance(1)
+    assert target.calls[-1].text == "late"
+    assert "b" not in remembered(scheduler)[0]
+
+
+async def test_reply_dropped_without_close_does_not_pin_its_lane(clock, scheduler) -> None:
+    reply = scheduler.open(RecordingTarget(clock, budget=Budget("b", rate=10.0, burst=1)))
+    del reply
+    gc.collect()
+    await clock.advance(SWEEP_EVERY + 1)
+    scheduler.open(RecordingTarget(clock, budget=Budget("c", 1.0)))
+    assert "b" not in remembered(scheduler)[0]
+
+
+async def test_one_off_call_limiters_are_swept(clock, scheduler) -> None:
+    budget = Budget("post", rate=1.0, burst=3)
+    seen: list[float] = []
+
+    async def post() -> None:
+        seen.append(clock.now())
+
+    for _ in range(3):
+        await scheduler.call(budget, post)
+    assert "post" in remembered(scheduler)[1]
+    await clock.advance(SWEEP_EVERY + 1)
+    await scheduler.call(Budget("other", rate=1.0), post)
+    assert "post" not in remembered(scheduler)[1]
