@@ -59,6 +59,7 @@ class SqliteStore:
         # One connection: a statement sent while a transaction is open would join it (and
         # be rolled back with it), so writes and transactions take turns.
         self._write_lock = asyncio.Lock()
+        self._forgets = 0  # counts forgets, so a read racing one does not cache a dead row
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -134,6 +135,7 @@ class SqliteStore:
         cached = self._convs.get(key)
         if cached is not None:
             return cached
+        forgets = self._forgets
         rows = await self._rows(
             "SELECT id, persona, created_at FROM conversations "
             "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
@@ -143,7 +145,8 @@ class SqliteStore:
         if row is None:
             return None
         conv = Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
-        self._convs.put(key, conv)
+        if self._forgets == forgets:  # no forget ran while we read: the row is current
+            self._convs.put(key, conv)
         return conv
 
     async def get_or_create_conversation(self, key: ThreadKey) -> Conversation:
@@ -168,18 +171,19 @@ class SqliteStore:
 
     async def forget(self, key: ThreadKey) -> bool:
         """Delete a conversation and (by cascade) its turns."""
-        conv = await self.get_conversation(key)
-        self._convs.pop(key)
-        if conv is not None:
-            self._tails.pop(conv.id)
-        return bool(
-            await self._write(
+        async with self._write_lock:  # never between another task's accept and its commit
+            rows = await self._rows(
                 "DELETE FROM conversations "
                 "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=? "
-                "RETURNING 1",
+                "RETURNING id",
                 (key.platform, key.workspace_id, key.channel_id, key.thread_id),
             )
-        )
+            # After the delete: a read that raced it must not put the old row back.
+            self._forgets += 1
+            self._convs.pop(key)
+            for (conv_id,) in rows:
+                self._tails.pop(int(conv_id))
+        return bool(rows)
 
     # -- turns -------------------------------------------------------------
 
@@ -188,20 +192,27 @@ class SqliteStore:
         async with self._write_lock:
             return await self._insert_turn(conversation_id, turn)
 
-    async def _insert_turn(self, conversation_id: int, turn: NewTurn) -> Turn:
+    async def _insert_turn(
+        self, conversation_id: int, turn: NewTurn, *, cache: bool = True
+    ) -> Turn:
         created = datetime.now(UTC)
         rows = await self._rows(INSERT_TURN, turn_params(conversation_id, turn, created))
         stored = turn.stored(id=int(rows[0][0]), seq=int(rows[0][1]), created_at=created)
+        if cache:
+            self._cache_turn(conversation_id, stored)
+        return stored
+
+    def _cache_turn(self, conversation_id: int, turn: Turn) -> None:
         tail = self._tails.get(conversation_id)
         if tail is not None:
-            tail.add(stored)
-        return stored
+            tail.add(turn)
 
     async def accept_turn(
         self, key: ThreadKey, *, user: NewTurn, reply: NewTurn, event: tuple[str, str] | None
     ) -> tuple[Conversation, Turn, Turn] | None:
         """In one transaction: mark `event` seen, then store the user turn and its pending
-        reply. None (and nothing written) when the event was seen before."""
+        reply. None (and nothing written) when the event was seen before. The caches learn
+        of it only after the commit: a rollback leaves them as the database is."""
         created = datetime.now(UTC).isoformat()
         async with self._transaction():
             if event is not None and not await self._rows(
@@ -215,10 +226,19 @@ class SqliteStore:
                 "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (key.platform, key.workspace_id, key.channel_id, key.thread_id, created),
             )
-            conv = await self.get_conversation(key)
-            assert conv is not None
-            user_turn = await self._insert_turn(conv.id, user)
-            model_turn = await self._insert_turn(conv.id, reply)
+            rows = await self._rows(
+                "SELECT id, persona, created_at FROM conversations "
+                "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
+                (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+            )
+            conv = Conversation(
+                int(rows[0][0]), key, rows[0][1], datetime.fromisoformat(rows[0][2])
+            )
+            user_turn = await self._insert_turn(conv.id, user, cache=False)
+            model_turn = await self._insert_turn(conv.id, reply, cache=False)
+        self._convs.put(key, conv)
+        self._cache_turn(conv.id, user_turn)
+        self._cache_turn(conv.id, model_turn)
         return conv, user_turn, model_turn
 
     async def update_turn(

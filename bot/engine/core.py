@@ -276,10 +276,10 @@ class ConversationEngine:
             raise ModelTooLarge("message alone exceeds the history budget")
         contents = await self.content.contents(turns)
         persona = self._with_thread_note(persona, history.dropped)
+        target = self._tracked(target, accepted)  # before the first post: ids saved at once
         reply = self.scheduler.open(target)
         reply.append(prefix)
         state = _Streamed()
-        target = self._tracked(target, accepted)
         checkpoint = Checkpointer(
             self.store, conversation_id=conv.id, turn_id=model_turn.id, text=lambda: state.text
         )
@@ -370,9 +370,12 @@ class ConversationEngine:
         stored = await self.store.update_turn(conv_id, turn.id, change)
         author = accepted.user_turn.author
         day = datetime.now(UTC).date().isoformat()
-        await self.store.add_usage(
-            key.platform, author.id if author else "", day=day, usage=state.usage
-        )
+        try:
+            await self.store.add_usage(
+                key.platform, author.id if author else "", day=day, usage=state.usage
+            )
+        except Exception as exc:  # the answer is stored and shown: never undo it for this
+            log.warning("usage of the reply on %s not recorded: %r", key, exc)
         return stored or change.apply(turn)  # None: the thread was forgotten meanwhile
 
     # -- helpers -----------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from bot.ports import Adapter, Budget, ReplyTarget
@@ -137,6 +138,23 @@ class Recovery:
             except Exception:
                 self._count("failed")
                 log.exception("recovery of the reply on %s failed", key)
+                await self._fallback(p, target_for)
+
+    async def _fallback(self, p: PendingReply, target_for: TargetFor) -> None:
+        """A recovery that failed still closes the reply: marked, never left frozen."""
+        try:
+            turn = (
+                await self.engine.store.update_turn(
+                    p.conversation.id, p.model_turn.id, TurnUpdate(attempts=1)
+                )
+            ) or p.model_turn
+            if turn.status != "pending":
+                return  # answer() got as far as storing it
+            target = await target_for(p.conversation.key, turn.message_ids)
+            if target is not None:
+                await self._mark(replace(p, model_turn=turn), _Recovered(target, 0))
+        except Exception:
+            log.exception("marking the reply on %s failed too", p.conversation.key)
 
     async def _recover(self, p: PendingReply, target_for: TargetFor) -> None:
         store = self.engine.store
@@ -164,6 +182,7 @@ class Recovery:
         from bot.engine.core import Accepted
 
         engine = self.engine
+        await target.start()  # a sign in the thread when the crash left no message
         persona = await engine.persona_for(p.conversation, p.conversation.persona)
         await engine.answer(
             Accepted(p.conversation, p.user_turn, p.model_turn), persona, target, prefix=REGENERATED

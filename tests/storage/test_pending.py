@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+
+import pytest
 
 from bot.types import Author, NewTurn, TextPart, ThreadKey, TurnUpdate, Usage
 
@@ -106,3 +109,40 @@ async def test_meta(store) -> None:
     await store.set_meta("k", "v1")
     await store.set_meta("k", "v2")
     assert await store.get_meta("k") == "v2"
+
+
+async def test_forget_racing_a_new_message_leaves_a_working_thread(store) -> None:
+    await store.accept_turn(KEY, user=user("old"), reply=PENDING, event=None)
+    await asyncio.gather(
+        store.forget(KEY), store.accept_turn(KEY, user=user("racing"), reply=PENDING, event=None)
+    )
+    got = await store.accept_turn(KEY, user=user("after"), reply=PENDING, event=None)
+    assert got is not None
+    conv, u, _m = got
+    assert await store.get_conversation(KEY) == conv
+    history = await store.load_history(conv.id, token_budget=1000)
+    assert history.turns[-2] == u and await store.count_turns(conv.id) == len(history.turns)
+
+
+async def test_a_rolled_back_accept_leaves_no_ghost_turn(tmp_path) -> None:
+    from storage.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "db", blob_dir=tmp_path / "b", max_blob_bytes=100)
+    await store.open()
+    try:
+        got = await store.accept_turn(KEY, user=user("a"), reply=PENDING, event=None)
+        assert got is not None
+        conv = got[0]
+        await store.load_history(conv.id, token_budget=1000)  # the tail is cached
+        bad = NewTurn("model", (), status="bogus")  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.accept_turn(KEY, user=user("ghost"), reply=bad, event=("slack", "g"))
+        history = await store.load_history(conv.id, token_budget=1000)
+        assert [t.text for t in history.turns] == ["a", ""]
+        assert not await store.event_seen("slack", "g")
+        again = await store.accept_turn(KEY, user=user("b"), reply=PENDING, event=("slack", "g"))
+        assert again is not None
+        history = await store.load_history(conv.id, token_budget=1000)
+        assert [t.seq for t in history.turns] == [1, 2, 3, 4]
+    finally:
+        await store.close()

@@ -138,8 +138,8 @@ async def test_recovery_holds_the_thread_until_it_answered(store) -> None:
 
     tasks = await recovery.start(pending, target_for)
     newer = engine.submit(msg("And now?", event_id="e2"), target())
-    await asyncio.sleep(0.05)
-    assert model.calls == []  # the new message waits for the recovered one
+    await until(lambda: engine.locks._locks[KEY][1] == 2)  # the new message queues behind
+    assert model.calls == []
     gate.set()
     await asyncio.gather(*tasks, newer)
     _p, history, message = model.calls[1]
