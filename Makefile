@@ -52,8 +52,8 @@ bench: $(STAMP)
 
 # Re-pin after editing dependencies in pyproject.toml (see README: Dependencies).
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q -o requirements.lock
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -q -o requirements-dev.lock
+	$(UV) pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header -q -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header -q -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) $(UV_DIR) build *.egg-info .mypy_cache .ruff_cache

@@ -338,8 +338,9 @@ async def check_models(settings: Settings, personas: PersonaRegistry) -> None:
 
 async def serve(settings: Settings) -> int:
     """`gemini-bot run`: the service until SIGTERM/SIGINT."""
+    # Checked before the service builds its own client, so a bad model leaks nothing.
+    await check_models(settings, build_personas(settings))
     service = Service(settings)
-    await check_models(settings, service.engine.personas)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -356,15 +357,15 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
     """`gemini-bot console`: the engine in the terminal."""
     from adapters.console import ConsoleAdapter
 
+    personas = build_personas(settings)
+    if args.persona and not personas.has(args.persona):
+        raise StartupError(
+            f"--persona: unknown persona '{args.persona}' (defined: {', '.join(personas.names)})"
+        )
+    await check_models(settings, personas)
     store = build_store(settings)
     model = build_model(settings)
     engine = build_engine(settings, store=store, model=model)
-    if args.persona and not engine.personas.has(args.persona):
-        raise StartupError(
-            f"--persona: unknown persona '{args.persona}' "
-            f"(defined: {', '.join(engine.personas.names)})"
-        )
-    await check_models(settings, engine.personas)
     await store.open()
     try:
         adapter = ConsoleAdapter(

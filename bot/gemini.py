@@ -87,7 +87,8 @@ def map_api_error(exc: genai_errors.APIError, *, model: str | None = None) -> Mo
     if code == 404 and status == "NOT_FOUND":
         # Gemini: "models/x is not found for API version v1beta, or is not supported for ...".
         named = _MODEL_IN_MESSAGE.search(message)
-        return ModelNotFound(detail, model=model or (named.group(1) if named else "(unknown)"))
+        name = model or (named.group(1) if named else "(unknown)")
+        return ModelNotFound(detail, model=name.removeprefix("models/"))
     if code == 404:
         return ModelBadRequest(
             detail, user_message="The Gemini model configured for this bot was not found."
