@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # History is read newest first in pages, so a 5,000-turn thread costs what a short one does.
 _PAGE = 64
-CACHED_CONVERSATIONS = 4096
+CACHED_CONVERSATIONS = 1024
 CACHED_TAILS = 512
 
 

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # Re-upload a provider file this long before it expires, so a turn never uses a dying URI.
 EXPIRY_MARGIN = timedelta(hours=1)
-CONTENT_CACHE_SIZE = 10_000
+CONTENT_CACHE_SIZE = 2_000  # finished text turns of the threads in use; a miss re-reads one
 # A reply stored as partial is sent back marked, so the model does not continue a sentence
 # as if it had finished it (and knows the user may not have seen the rest).
 CUT_SHORT = "\n\n[reply cut short]"

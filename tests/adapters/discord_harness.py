@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.__main__ import Service
+from bot.service import Service
 from bot.settings import load_settings
 from tests.adapters.slack_harness import idle, until
 from tests.fakes.discord import TOKEN, FakeDiscord

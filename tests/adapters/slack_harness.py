@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from bot.__main__ import Service
+from bot.service import Service
 from bot.settings import load_settings
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.__main__ import Service
+from bot.service import Service
 from bot.settings import load_settings
 from tests.adapters.slack_harness import until
 

@@ -1,0 +1,119 @@
+"""The bot's app commands: /summarize, the context menu, /persona, /forget, usage, help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.errors import BotError
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
+
+HELP = [
+    ("@mention", "start a thread (or, in a thread, a conversation) with a question"),
+    ("+persona at the start", "pick a persona for the thread, e.g. `@Gemini +coder ...`"),
+    ("/summarize file: [focus:]", "summarise an attached file in a new thread"),
+    ("Apps → Summarize attachments", "summarise the files of any message"),
+    ("/persona [name] [scope]", "list personas, pick one for this thread or the channel"),
+    ("/forget", "forget this thread's conversation"),
+    ("/gemini-usage", "your usage today"),
+]
+
+
+def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """The bot's slash commands and its message context menu."""
+    commands = adapter.commands
+    quiet = discord.AllowedMentions.none()
+
+    async def say(interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=quiet)
+
+    async def guard(interaction: discord.Interaction) -> bool:
+        if not adapter.allowed(interaction):
+            await say(interaction, "You are not allowed to use this bot here.")
+            return False
+        return True
+
+    @tree.command(name="summarize", description="Summarise an attached file in a new thread")
+    @app_commands.describe(file="the file to summarise", focus="what to pay attention to")
+    async def summarize_cmd(
+        interaction: discord.Interaction, file: discord.Attachment, focus: str = ""
+    ) -> None:
+        if await guard(interaction):
+            await adapter.summarize(interaction, [file], focus, None)
+
+    @tree.context_menu(name="Summarize attachments")
+    async def summarize_menu(interaction: discord.Interaction, message: discord.Message) -> None:
+        if await guard(interaction):
+            await adapter.summarize(interaction, list(message.attachments), "", message)
+
+    async def persona_names(
+        _interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=p.name, value=p.name)
+            for p in commands.personas.all()
+            if current.lower() in p.name.lower()
+        ][:25]
+
+    @tree.command(name="persona", description="List personas, or pick one for this thread")
+    @app_commands.describe(name="persona to use", scope="this thread, or the channel's default")
+    @app_commands.autocomplete(name=persona_names)
+    @app_commands.choices(
+        scope=[
+            app_commands.Choice(name="thread", value="thread"),
+            app_commands.Choice(name="channel", value="channel"),
+        ]
+    )
+    async def persona_cmd(
+        interaction: discord.Interaction, name: str = "", scope: str = "thread"
+    ) -> None:
+        if not await guard(interaction):
+            return
+        channel = interaction.channel
+        key = adapter.key_for(channel, interaction.guild_id)
+        try:
+            if not name:
+                await say(interaction, await commands.list_personas(key))
+            elif scope == "channel":
+                parent = getattr(channel, "parent_id", None) or getattr(channel, "id", "")
+                text = await commands.set_channel_persona(
+                    platform="discord",
+                    workspace_id=str(interaction.guild_id or "dm"),
+                    channel_id=str(parent),
+                    name=name,
+                    is_admin=adapter.is_admin(interaction),
+                )
+                await say(interaction, text)
+            elif key is None:
+                await say(
+                    interaction,
+                    "Use /persona inside a thread, or pick the channel default with scope:channel.",
+                )
+            else:
+                await say(interaction, await commands.set_thread_persona(key, name))
+        except BotError as exc:
+            await say(interaction, exc.user_message)
+
+    @tree.command(name="forget", description="Forget this thread's conversation")
+    async def forget_cmd(interaction: discord.Interaction) -> None:
+        if not await guard(interaction):
+            return
+        key = adapter.key_for(interaction.channel, interaction.guild_id)
+        if key is None:
+            await say(interaction, "Use /forget inside one of my threads or in a DM.")
+            return
+        await say(interaction, await commands.forget(key))
+
+    @tree.command(name="gemini-usage", description="Your usage today")
+    async def usage_cmd(interaction: discord.Interaction) -> None:
+        await say(interaction, await commands.usage("discord", str(interaction.user.id)))
+
+    @tree.command(name="gemini-help", description="What this bot does and how to use it")
+    async def help_cmd(interaction: discord.Interaction) -> None:
+        await say(interaction, commands.help(commands=HELP))
+
+    _ = (summarize_cmd, summarize_menu, persona_cmd, forget_cmd, usage_cmd, help_cmd)

@@ -1,0 +1,207 @@
+"""Composition: settings in, concrete store, model, engine and adapters out.
+
+The only place (with bot/service.py and the CLI) where concrete classes meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
+
+from bot.access import AccessPolicy
+from bot.commands import Commands
+from bot.engine import ConversationEngine
+from bot.gemini import GeminiChatModel
+from bot.http import HttpServer
+from bot.model_check import missing_models
+from bot.personas import PersonaRegistry, load_personas
+from bot.ports import Adapter, Store
+from bot.settings import Settings
+from bot.streaming import EditScheduler
+
+log = logging.getLogger("gemini-bot")
+
+# Slack retries within minutes and redelivers after outages within hours; three days of
+# event ids is ample for de-duplication and keeps the table small.
+EVENT_ID_RETENTION = timedelta(days=3)
+MAINTENANCE_INTERVAL_S = 3600.0
+
+NO_PLATFORM = (
+    "no chat platform is enabled. Set SLACK_BOT_TOKEN (plus SLACK_APP_TOKEN for Socket Mode, "
+    "or SLACK_SIGNING_SECRET for HTTP mode) to enable Slack, and/or DISCORD_TOKEN to enable "
+    "Discord. To try the bot without either, run: gemini-bot console"
+)
+
+
+class StartupError(Exception):
+    """A problem that stops start-up; printed as one line per problem."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(lines))
+
+
+def build_store(settings: Settings) -> Store:
+    """SqliteStore on DATABASE_URL (default under DATA_DIR), or MemoryStore for `memory:`."""
+    path = settings.database_path
+    if path is None:
+        from storage.memory import MemoryStore
+
+        return MemoryStore(max_blob_bytes=settings.ATTACHMENT_MAX_BYTES)
+    from storage.sqlite import SqliteStore
+
+    return SqliteStore(
+        path, blob_dir=settings.blob_dir, max_blob_bytes=settings.ATTACHMENT_MAX_BYTES
+    )
+
+
+def build_model(settings: Settings) -> GeminiChatModel:
+    """The Gemini client from settings (GEMINI_API_KEY must be set)."""
+    settings.require_gemini()
+    assert settings.GEMINI_API_KEY is not None
+    return GeminiChatModel(
+        api_key=settings.GEMINI_API_KEY.get_secret_value(),
+        default_model=settings.GEMINI_MODEL,
+        base_url=settings.GEMINI_BASE_URL,
+        api_version=settings.GEMINI_API_VERSION,
+        max_retries=settings.GEMINI_MAX_RETRIES,
+        timeout_seconds=settings.GEMINI_TIMEOUT_SECONDS,
+    )
+
+
+def build_personas(settings: Settings) -> PersonaRegistry:
+    """Personas from PERSONAS_FILE, ./personas.toml or the shipped file."""
+    return load_personas(settings.PERSONAS_FILE, default=settings.DEFAULT_PERSONA)
+
+
+def build_engine(settings: Settings, *, store: Store, model: GeminiChatModel) -> ConversationEngine:
+    """The engine with settings applied."""
+    return ConversationEngine(
+        store=store,
+        model=model,
+        personas=build_personas(settings),
+        scheduler=EditScheduler(),
+        history_token_budget=settings.HISTORY_TOKEN_BUDGET,
+        inline_max_bytes=settings.INLINE_MAX_BYTES,
+        max_attachment_bytes=settings.ATTACHMENT_MAX_BYTES,
+    )
+
+
+def render_metrics(engine: ConversationEngine) -> str:
+    """Prometheus text exposition of the engine's counters."""
+    lines = [
+        "# HELP gemini_bot_turns_total Turns handled, by outcome.",
+        "# TYPE gemini_bot_turns_total counter",
+    ]
+    for status in ("complete", "partial", "failed"):
+        lines.append(
+            f'gemini_bot_turns_total{{status="{status}"}} {engine.counters[f"turns_{status}"]}'
+        )
+    lines += [
+        "# HELP gemini_bot_turns_in_flight Turns being handled now.",
+        "# TYPE gemini_bot_turns_in_flight gauge",
+        f"gemini_bot_turns_in_flight {engine.in_flight}",
+        "# HELP gemini_bot_files_uploaded_total Files uploaded to the Gemini Files API.",
+        "# TYPE gemini_bot_files_uploaded_total counter",
+        f"gemini_bot_files_uploaded_total {engine.counters['files_uploaded']}",
+        "# HELP gemini_bot_turn_crashes_total Turn tasks that ended in an unexpected exception.",
+        "# TYPE gemini_bot_turn_crashes_total counter",
+        f"gemini_bot_turn_crashes_total {engine.counters['turn_crashes']}",
+        "# HELP gemini_bot_recovered_total Replies left by a crash, by what start-up did.",
+        "# TYPE gemini_bot_recovered_total counter",
+        *(
+            f'gemini_bot_recovered_total{{outcome="{o}"}} {engine.counters[f"recovered_{o}"]}'
+            for o in ("resumed", "marked", "failed")
+        ),
+        "# HELP gemini_bot_platform_429_total Platform 429 answers received.",
+        "# TYPE gemini_bot_platform_429_total counter",
+        f"gemini_bot_platform_429_total {engine.scheduler.rate_limited}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build_adapters(
+    settings: Settings,
+    *,
+    engine: ConversationEngine,
+    commands: Commands,
+    http: HttpServer,
+) -> list[Adapter]:
+    """One adapter per platform whose token is set."""
+    adapters: list[Adapter] = []
+    access = AccessPolicy.from_settings(settings)
+    if settings.SLACK_BOT_TOKEN:
+        if not settings.SLACK_APP_TOKEN and not settings.SLACK_SIGNING_SECRET:
+            raise StartupError(
+                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+                "SLACK_SIGNING_SECRET (HTTP mode at /slack/events) is"
+            )
+        from adapters.slack import SlackAdapter
+
+        slack = SlackAdapter(
+            engine=engine,
+            commands=commands,
+            access=access,
+            bot_token=settings.SLACK_BOT_TOKEN.get_secret_value(),
+            signing_secret=_secret(settings.SLACK_SIGNING_SECRET),
+            app_token=_secret(settings.SLACK_APP_TOKEN),
+            api_url=settings.SLACK_API_URL,
+            native_streaming=settings.SLACK_STREAM_MODE == "native",
+            require_mention=settings.SLACK_REQUIRE_MENTION,
+            max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+        )
+        if not settings.SLACK_APP_TOKEN:
+            slack.mount(http.app)
+        adapters.append(slack)
+    if settings.DISCORD_TOKEN:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(
+            DiscordAdapter(
+                engine=engine,
+                commands=commands,
+                access=access,
+                token=settings.DISCORD_TOKEN.get_secret_value(),
+                api_url=settings.DISCORD_API_URL,
+                gateway_url=settings.DISCORD_GATEWAY_URL,
+                sync_guild=settings.DISCORD_SYNC_GUILD,
+                global_per_second=settings.DISCORD_GLOBAL_RATE,
+                max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+            )
+        )
+    return adapters
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+async def maintain(store: Store) -> None:
+    """Hourly housekeeping: prune old processed event ids."""
+    while True:
+        try:
+            pruned = await store.prune_events(older_than=datetime.now(UTC) - EVENT_ID_RETENTION)
+            if pruned:
+                log.info("pruned %d old event ids", pruned)
+        except Exception:
+            log.exception("maintenance failed")
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+
+async def check_models(settings: Settings, personas: PersonaRegistry) -> None:
+    """Stop start-up if Gemini does not know a configured model (see bot/model_check.py)."""
+    model = build_model(settings)  # its own client, closed here whatever happens
+    try:
+        problems = await missing_models(
+            model,
+            default_model=settings.GEMINI_MODEL,
+            personas=personas.all(),
+            source=str(personas.source),
+        )
+    finally:
+        await model.aclose()
+    if problems:
+        raise StartupError(*problems)
