@@ -10,6 +10,7 @@ from typing import Any, Protocol, cast
 
 from bot.service import Service
 from bot.settings import load_settings
+from tests import helpers
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver
 
@@ -51,13 +52,9 @@ async def slack_service(
         await service.stop()
 
 
-async def until(cond: Callable[[], bool], limit: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+async def until(cond: Callable[[], object], limit: float = 10.0) -> None:
+    """Wait for `cond()` (sync, or async: awaited, never taken as a truthy coroutine)."""
+    await helpers.until(cond, limit=limit)
 
 
 async def drain(service: Service, limit: float = 30.0) -> None:
