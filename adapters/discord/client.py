@@ -7,6 +7,7 @@ is IDENTIFYed (`on_ready` again). /healthz reads it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ import discord
 from discord.ext import commands as ext_commands
 
 from adapters.discord.guard import guard_parsers
+from adapters.discord.ratelimits import keep_pruned
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -37,6 +39,7 @@ class DiscordBot(ext_commands.Bot):
         )
         self.adapter = adapter
         self.session_up = False
+        self._pruner: asyncio.Task[None] | None = None
         # Parsing errors would otherwise end the whole gateway connection (see guard.py).
         guard_parsers(self._connection.parsers)
 
@@ -47,7 +50,14 @@ class DiscordBot(ext_commands.Bot):
 
     async def setup_hook(self) -> None:
         """Commands are registered (and synced if they changed) once logged in."""
+        self._pruner = asyncio.create_task(keep_pruned(self.http), name="discord:ratelimits")
         await self.adapter.setup(self)
+
+    async def close(self) -> None:
+        """Stop pruning, then close discord.py's client."""
+        if self._pruner is not None:
+            self._pruner.cancel()
+        await super().close()
 
     async def on_ready(self) -> None:
         """A session was IDENTIFYed (at start, or afresh after an invalidated one)."""

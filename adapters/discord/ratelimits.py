@@ -1,0 +1,49 @@
+"""Forget discord.py's per-channel rate-limit records once they are back to a fresh state.
+
+discord.py keeps one `Ratelimit` per bucket and channel (every thread the bot wrote in) and
+drops them only when it holds 256 or more that sat unused for 5 minutes. A bot answering in
+many threads keeps thousands alive (about 1 KB each). A record whose window has reset, with
+no request in flight or waiting, is exactly what discord.py would create anew on the next
+request (it starts at one request until Discord's headers say more), so it can go at once.
+
+This reads private attributes of discord.py's HTTPClient (the version is pinned in the
+locks); tests/adapters/test_discord_ratelimits.py fails if an upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 30.0
+IDLE_S = 5.0  # unused at least this long: no burst of ours is mid-way through it
+
+
+def prune(http: Any, now: float) -> int:
+    """Drop the reset, idle records from `http._buckets`; returns how many."""
+    buckets: dict[str, Any] = http._buckets
+    gone = [
+        key
+        for key, b in buckets.items()
+        if b.outgoing == 0
+        and not b._pending_requests
+        and now - b._last_request >= IDLE_S
+        and (b.expires is None or now > b.expires)
+    ]
+    for key in gone:
+        del buckets[key]
+    return len(gone)
+
+
+async def keep_pruned(http: Any) -> None:
+    """Prune every PRUNE_EVERY_S until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(PRUNE_EVERY_S)
+        try:
+            prune(http, loop.time())
+        except Exception as exc:  # never worth stopping the bot over
+            log.warning("discord: pruning rate-limit records failed: %r", exc)
