@@ -221,25 +221,28 @@ class SqliteStore:
                 (*event, created),
             ):
                 return None
-            await self._rows(
-                "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (key.platform, key.workspace_id, key.channel_id, key.thread_id, created),
-            )
-            rows = await self._rows(
-                "SELECT id, persona, created_at FROM conversations "
-                "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
-                (key.platform, key.workspace_id, key.channel_id, key.thread_id),
-            )
-            conv = Conversation(
-                int(rows[0][0]), key, rows[0][1], datetime.fromisoformat(rows[0][2])
-            )
+            # A cached conversation exists: only forget() removes one, and it waits for the
+            # write lock we hold (and empties the cache when it gets it).
+            conv = self._convs.get(key) or await self._conversation_in_tx(key, created)
             user_turn = await self._insert_turn(conv.id, user, cache=False)
             model_turn = await self._insert_turn(conv.id, reply, cache=False)
         self._convs.put(key, conv)
         self._cache_turn(conv.id, user_turn)
         self._cache_turn(conv.id, model_turn)
         return conv, user_turn, model_turn
+
+    async def _conversation_in_tx(self, key: ThreadKey, created: str) -> Conversation:
+        await self._rows(
+            "INSERT INTO conversations (platform, workspace_id, channel_id, thread_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (key.platform, key.workspace_id, key.channel_id, key.thread_id, created),
+        )
+        rows = await self._rows(
+            "SELECT id, persona, created_at FROM conversations "
+            "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
+            (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+        )
+        return Conversation(int(rows[0][0]), key, rows[0][1], datetime.fromisoformat(rows[0][2]))
 
     async def update_turn(
         self, conversation_id: int, turn_id: int, change: TurnUpdate
