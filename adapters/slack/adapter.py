@@ -314,9 +314,11 @@ class SlackAdapter:
             # Slack markup is read once: names first, then a leading "+persona" (DESIGN §5).
             others = [u for u in user_ids(raw_text) if u != self.bot_user]
             names = await self.names_for([user, *others])
-            persona, body_text = take_persona(
-                readable(raw_text, bot_user=self.bot_user, names=names)
-            )
+            shown = readable(raw_text, bot_user=self.bot_user, names=names)
+            persona, body_text = take_persona(shown)
+            if persona and not (mentioned or is_dm) and not self.engine.personas.has(persona):
+                # "+1 agreed" in a thread is a reply, not a persona nobody asked the bot for.
+                persona, body_text = None, shown
             if context_text:
                 body_text = f"{context_text}\n\n{body_text}"
             message = IncomingMessage(

@@ -306,3 +306,18 @@ async def test_assistant_view_status_prompts_and_title(svc, fake_slack, fake_gem
     await idle(service)
     assert len(fake_slack.calls_to("assistant.threads.setTitle")) == 1
     assert fake_gemini.generate_requests()[-1].texts()[0] == "[Ada] Plan my week please"
+
+
+async def test_a_plus_one_in_a_thread_is_a_reply_not_a_persona(
+    svc, fake_slack, fake_gemini
+) -> None:
+    service, driver = svc
+    ev = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} ship it?"))
+    await driver.event(ev)
+    await idle(service)
+    follow = driver.message(C, "U2BOB", "+1 agreed", thread_ts=ev["ts"])
+    await driver.event(follow)
+    await idle(service)
+    bot = [m.visible() for m in fake_slack.bot_messages(C, ev["ts"])]
+    assert not any("persona" in t.lower() for t in bot), bot
+    assert fake_gemini.generate_requests()[-1].texts()[-1].endswith("+1 agreed")
