@@ -51,7 +51,10 @@ class Tail:
         self.complete = complete  # True when `recent` reaches back to seq 2
 
     def add(self, turn: Turn) -> None:
-        """Append a newly written turn."""
+        """Append a newly written turn (once: a turn the tail already holds is ignored)."""
+        last = self.recent[-1] if self.recent else self.first
+        if last is not None and turn.seq <= last.seq:
+            return
         if self.first is None:
             self.first = turn
         else:

@@ -59,7 +59,6 @@ class SqliteStore:
         # One connection: a statement sent while a transaction is open would join it (and
         # be rolled back with it), so writes and transactions take turns.
         self._write_lock = asyncio.Lock()
-        self._forgets = 0  # counts forgets, so a read racing one does not cache a dead row
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -109,10 +108,12 @@ class SqliteStore:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                await self.db.execute("COMMIT")
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                # Also after a failed COMMIT: the one connection must never stay inside it.
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
 
     async def ping(self) -> bool:
         """True when a trivial query answers."""
@@ -135,17 +136,19 @@ class SqliteStore:
         cached = self._convs.get(key)
         if cached is not None:
             return cached
-        forgets = self._forgets
-        rows = await self._rows(
-            "SELECT id, persona, created_at FROM conversations "
-            "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
-            (key.platform, key.workspace_id, key.channel_id, key.thread_id),
-        )
-        row = rows[0] if rows else None
-        if row is None:
-            return None
-        conv = Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
-        if self._forgets == forgets:  # no forget ran while we read: the row is current
+        # Under the write lock: on our one connection a read sent during another task's
+        # transaction would see (and cache) rows that may still be rolled back, and a forget
+        # between the read and the caching would leave a dead row cached.
+        async with self._write_lock:
+            rows = await self._rows(
+                "SELECT id, persona, created_at FROM conversations "
+                "WHERE platform=? AND workspace_id=? AND channel_id=? AND thread_id=?",
+                (key.platform, key.workspace_id, key.channel_id, key.thread_id),
+            )
+            row = rows[0] if rows else None
+            if row is None:
+                return None
+            conv = Conversation(int(row[0]), key, row[1], datetime.fromisoformat(row[2]))
             self._convs.put(key, conv)
         return conv
 
@@ -178,8 +181,6 @@ class SqliteStore:
                 "RETURNING id",
                 (key.platform, key.workspace_id, key.channel_id, key.thread_id),
             )
-            # After the delete: a read that raced it must not put the old row back.
-            self._forgets += 1
             self._convs.pop(key)
             for (conv_id,) in rows:
                 self._tails.pop(int(conv_id))
@@ -335,8 +336,9 @@ class SqliteStore:
             history = tail.history(token_budget)
             if history is not None:
                 return history
-        tail = await self._read_tail(conversation_id, token_budget)
-        self._tails.put(conversation_id, tail)
+        async with self._write_lock:  # only committed turns, as for get_conversation
+            tail = await self._read_tail(conversation_id, token_budget)
+            self._tails.put(conversation_id, tail)
         history = tail.history(token_budget)
         assert history is not None
         return history

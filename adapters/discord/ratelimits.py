@@ -4,7 +4,8 @@ discord.py keeps one `Ratelimit` per bucket and channel (every thread the bot wr
 drops them only when it holds 256 or more that sat unused for 5 minutes. A bot answering in
 many threads keeps thousands alive (about 1 KB each). A record whose window has reset, with
 no request in flight or waiting, is exactly what discord.py would create anew on the next
-request (it starts at one request until Discord's headers say more), so it can go at once.
+request, so it can go at once (the one difference: a new record lets one request through
+until Discord's headers give the bucket's size, a round trip of pacing, never a 429).
 
 This reads private attributes of discord.py's HTTPClient (the version is pinned in the
 locks); tests/adapters/test_discord_ratelimits.py fails if an upgrade changes them.
@@ -24,6 +25,11 @@ IDLE_S = 5.0  # unused at least this long: no burst of ours is mid-way through i
 
 def prune(http: Any, now: float) -> int:
     """Drop the reset, idle records from `http._buckets`; returns how many."""
+    over = http._global_over  # an asyncio.Event once logged in (discord.py's MISSING before)
+    if isinstance(over, asyncio.Event) and not over.is_set():
+        # A global 429 is being waited out: requests sit between get_ratelimit() and
+        # acquire() holding a record that looks idle. Never prune then.
+        return 0
     buckets: dict[str, Any] = http._buckets
     gone = [
         key

@@ -161,7 +161,7 @@ class ConversationEngine:
             self._release(message)
         if accepted is None:
             return TurnResult("duplicate", "")
-        target = self._tracked(target, accepted)
+        target = self.tracked(target, accepted)
         try:
             await target.start()
         except Exception as exc:  # no placeholder is no reason not to answer
@@ -276,7 +276,7 @@ class ConversationEngine:
             raise ModelTooLarge("message alone exceeds the history budget")
         contents = await self.content.contents(turns)
         persona = self._with_thread_note(persona, history.dropped)
-        target = self._tracked(target, accepted)  # before the first post: ids saved at once
+        target = self.tracked(target, accepted)  # before the first post: ids saved at once
         reply = self.scheduler.open(target)
         reply.append(prefix)
         state = _Streamed()
@@ -380,7 +380,7 @@ class ConversationEngine:
 
     # -- helpers -----------------------------------------------------------
 
-    def _tracked(self, target: ReplyTarget, accepted: Accepted) -> ReplyTarget:
+    def tracked(self, target: ReplyTarget, accepted: Accepted) -> ReplyTarget:
         """`target`, saving its message ids in the pending reply as soon as they exist."""
         if isinstance(target, TrackedTarget):
             return target

@@ -153,8 +153,20 @@ class Recovery:
             target = await target_for(p.conversation.key, turn.message_ids)
             if target is not None:
                 await self._mark(replace(p, model_turn=turn), _Recovered(target, 0))
+                return
         except Exception:
             log.exception("marking the reply on %s failed too", p.conversation.key)
+        # The platform is out of reach (channel gone, no permission): close it in the store
+        # at least, so later start-ups do not try again forever.
+        status: TurnStatus = "partial" if p.model_turn.text else "failed"
+        try:
+            await self.engine.store.update_turn(
+                p.conversation.id,
+                p.model_turn.id,
+                TurnUpdate(status=status, error="interrupted by a restart; recovery failed"),
+            )
+        except Exception as exc:
+            log.warning("could not close the reply on %s: %r", p.conversation.key, exc)
 
     async def _recover(self, p: PendingReply, target_for: TargetFor) -> None:
         store = self.engine.store
@@ -182,11 +194,11 @@ class Recovery:
         from bot.engine.core import Accepted
 
         engine = self.engine
-        await target.start()  # a sign in the thread when the crash left no message
+        accepted = Accepted(p.conversation, p.user_turn, p.model_turn)
+        tracked = engine.tracked(target, accepted)  # a new placeholder's id is saved at once
+        await tracked.start()  # a sign in the thread when the crash left no message
         persona = await engine.persona_for(p.conversation, p.conversation.persona)
-        await engine.answer(
-            Accepted(p.conversation, p.user_turn, p.model_turn), persona, target, prefix=REGENERATED
-        )
+        await engine.answer(accepted, persona, tracked, prefix=REGENERATED)
         # Messages of the old reply that the new one did not need would keep stale text.
         for part in range(target.used + 1, target.existing):
 

@@ -15,6 +15,8 @@ async def test_only_reset_idle_records_are_pruned() -> None:
     loop = asyncio.get_running_loop()
     now = loop.time()
     http = discord.http.HTTPClient(loop)
+    http._global_over = asyncio.Event()  # as static_login() leaves it: no global 429 now
+    http._global_over.set()
     make = http.get_ratelimit
     fresh_idle = make("a")  # never used since created: like a new one
     fresh_idle._last_request = now - IDLE_S - 1
@@ -37,9 +39,15 @@ async def test_only_reset_idle_records_are_pruned() -> None:
     await http.close()
 
 
-def test_prune_reads_only_what_discord_py_has() -> None:
+async def test_prune_reads_only_what_discord_py_has() -> None:
     record = SimpleNamespace(outgoing=0, _pending_requests=[], _last_request=0.0, expires=None)
-    http = SimpleNamespace(_buckets={"x": record})
+    over = asyncio.Event()
+    http = SimpleNamespace(_buckets={"x": record}, _global_over=over)
+    assert prune(http, IDLE_S + 1) == 0  # a global 429 is being waited out: nothing goes
+    over.set()
     assert prune(http, IDLE_S + 1) == 1 and http._buckets == {}
     names = set(discord.http.Ratelimit.__slots__)
     assert {"outgoing", "_pending_requests", "_last_request", "expires"} <= names
+    real = discord.http.HTTPClient(asyncio.get_running_loop())
+    assert hasattr(real, "_global_over") and isinstance(real._buckets, dict)
+    await real.close()

@@ -45,9 +45,5 @@ async def test_turns_in_one_thread_run_in_order() -> None:
 async def test_different_threads_run_in_parallel() -> None:
     model = InstantModel("reply", chunks=5, delay=0.05)
     engine = make(model)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
     await asyncio.gather(*(engine.handle(msg(f"t{i}", "hi"), target()) for i in range(5)))
-    elapsed = loop.time() - start
-    assert model.max_active == 5
-    assert elapsed < 0.25 * 2  # five 0.25 s replies, concurrently
+    assert model.max_active == 5  # all five streamed at once (no wall-clock bound to flake)
