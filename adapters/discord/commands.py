@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.types import ThreadKey
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -29,7 +30,16 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
     quiet = discord.AllowedMentions.none()
 
     async def say(interaction: discord.Interaction, text: str) -> None:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=quiet)
+        if interaction.response.is_done():  # deferred: the answer is a follow-up
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=quiet)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=quiet)
+
+    async def wait_for_thread(interaction: discord.Interaction, key: ThreadKey) -> None:
+        # /forget and /persona wait for a reply in flight in the thread, which can take
+        # longer than Discord's 3 s to answer an interaction: defer first.
+        if commands.locks.busy(key):
+            await interaction.response.defer(ephemeral=True, thinking=True)
 
     async def guard(interaction: discord.Interaction) -> bool:
         if not adapter.allowed(interaction):
@@ -94,6 +104,7 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
                     "Use /persona inside a thread, or pick the channel default with scope:channel.",
                 )
             else:
+                await wait_for_thread(interaction, key)
                 await say(interaction, await commands.set_thread_persona(key, name))
         except BotError as exc:
             await say(interaction, exc.user_message)
@@ -106,6 +117,7 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
         if key is None:
             await say(interaction, "Use /forget inside one of my threads or in a DM.")
             return
+        await wait_for_thread(interaction, key)
         await say(interaction, await commands.forget(key))
 
     @tree.command(name="gemini-usage", description="Your usage today")

@@ -28,5 +28,9 @@ class ThreadLocks:
             else:
                 self._locks[key] = (lock, users - 1)
 
+    def busy(self, key: object) -> bool:
+        """True while someone holds or waits for the thread's lock (a reply in flight)."""
+        return key in self._locks
+
     def __len__(self) -> int:
         return len(self._locks)

@@ -213,3 +213,20 @@ async def test_slack_and_discord_in_one_process(fake_gemini, fake_discord, tmp_p
             assert fake_discord.bot_messages(thread["id"])[0]["content"] == "Discord answer."
     finally:
         await slack.close()
+
+
+async def test_forget_during_a_reply_is_deferred_then_answered(
+    svc, fake_discord, fake_gemini
+) -> None:
+    fake_gemini.enqueue(Reply([f"w{i} " for i in range(20)], delay=0.1))
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} a long one")
+    await until(lambda: bool(fake_discord.threads()))
+    [thread] = fake_discord.threads()
+    await until(lambda: any("w1" in m["content"] for m in fake_discord.bot_messages(thread["id"])))
+    inter = await fake_discord.interact("forget", user=ADA, channel_id=thread["id"])
+    await until(lambda: bool(inter.callbacks))
+    assert inter.callbacks[0]["type"] == 5  # deferred at once: the reply still holds the thread
+    await until(lambda: bool(inter.followups), limit=20)
+    assert inter.followups[0]["content"].startswith("Forgotten")
+    shown = [m["content"] for m in fake_discord.bot_messages(thread["id"])]
+    assert any("w19" in c for c in shown)  # the reply finished before the thread was forgotten
