@@ -707,17 +707,19 @@ async def test_a_kill_right_after_a_reply_message_appears_leaves_no_stale_messag
     message must be known to recovery, or it stays behind as a stale placeholder or an
     unmarked fragment.
 
-    FAILS at the time of writing (see the report): message ids reach the database only
-    through the Checkpointer, which starts in ConversationEngine.answer() and first polls
-    POLL_S (0.1 s) later; a kill in that window leaves the pending turn with no message
-    ids, and recovery posts a second message."""
+    The kill comes as soon as each message's id is stored, which the engine does the moment
+    the platform answers the post (TrackedTarget), before any other call. (Once this found
+    ids saved only by a 0.1 s poll, so recovery posted a second message.) What remains is
+    the platform's round trip itself: a message Discord or Slack created whose answer never
+    reached the process is unknown to it."""
     w, ids = world, World.ids(THREADS)
     w.script.phase = "first-word"
     await start(w, "started")
     await asyncio.gather(*(w.side(i).ask(i) for i in ids))
 
     def accepted_and_shown() -> bool:
-        if len(pending(w)) != len(ids):
+        crashed = pending(w)
+        if len(crashed) != len(ids) or not all(t.message_ids for t in crashed):
             return False
         return all(
             w.texts(i) == ([f"_{THINKING}_"] if i < THREADS else [words("o", i)[0].strip()])
@@ -751,8 +753,8 @@ async def test_a_kill_right_after_a_reply_message_appears_leaves_no_stale_messag
     assert not left, (
         f"BUG (recovery): {len(left)} thread(s) keep a stale first message next to the "
         f"regenerated answer: {left!r}. Pending turns with no message ids at the kill: "
-        f"{unsaved}. Message ids are saved only by the Checkpointer's first poll, >=0.1 s "
-        "after the message was posted (bot/engine/checkpoint.py, core.py answer())."
+        f"{unsaved}. Recovery must edit the message whose id was saved "
+        "(bot/engine/checkpoint.py TrackedTarget, recovery.py)."
     )
     assert_no_bare_text(w, ids)
     no_pending_and_sound(w)
