@@ -30,14 +30,12 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bench.report import pct, summary_ms, write
@@ -92,27 +90,8 @@ class WatchedDiscord(FakeDiscord):
 class TracedService(ServiceProcess):
     """The service under bench/traced_service.py: tracemalloc, snapshots on SIGUSR1."""
 
-    async def __aenter__(self) -> ServiceProcess:
-        with self.log.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.traced_service", "run",
-                env=self.env, stdout=log, stderr=log,
-            )  # fmt: skip
-        return await self._until_healthy()
-
-    async def _until_healthy(self) -> ServiceProcess:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 60
-        while loop.time() < end:
-            try:
-                async with self.session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                    if r.status == 200:
-                        return self
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        await self.__aexit__(None, None, None)
-        raise RuntimeError(f"service did not start: {self.log.read_text()[-2000:]}")
+    module = "bench.traced_service"
+    start_limit = 60.0  # tracing slows the start
 
 
 def _signal(pid: int, path: Path) -> None:

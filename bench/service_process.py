@@ -22,6 +22,9 @@ def free_port() -> int:
 class ServiceProcess:
     """`python -m bot run` on the fakes, in its own process."""
 
+    module = "bot"  # what `python -m` runs (a subclass may wrap the service)
+    start_limit = 30.0  # seconds to become healthy
+
     def __init__(self, gemini: FakeGemini, data: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.env = {
@@ -42,10 +45,10 @@ class ServiceProcess:
     async def __aenter__(self) -> ServiceProcess:
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", env=self.env, stdout=log, stderr=log
+                sys.executable, "-m", self.module, "run", env=self.env, stdout=log, stderr=log
             )
         loop = asyncio.get_running_loop()
-        end = loop.time() + 30
+        end = loop.time() + self.start_limit
         while loop.time() < end:
             try:
                 async with self.session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
@@ -56,6 +59,7 @@ class ServiceProcess:
             if self.proc.returncode is not None:
                 break
             await asyncio.sleep(0.05)
+        await self.__aexit__()
         raise RuntimeError(f"service did not start: {self.log.read_text()[-2000:]}")
 
     async def __aexit__(self, *exc: object) -> None:

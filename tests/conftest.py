@@ -8,9 +8,12 @@ import pytest
 from bot.gemini import GeminiChatModel
 from storage.memory import MemoryStore
 from storage.sqlite import SqliteStore
+from tests.fakes.discord import ADMIN_ROLE, FakeDiscord
 from tests.fakes.gemini import API_KEY, FakeGemini
+from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
+ADA, BOB = "100000000000000001", "100000000000000002"  # Discord users; Ada is an admin
 
 
 @pytest.fixture
@@ -54,3 +57,21 @@ async def store(
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def fake_discord() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    fake.add_user(ADA, "ada", roles=[ADMIN_ROLE])
+    fake.add_user(BOB, "bob")
+    await fake.start()
+    yield fake
+    await fake.close()

@@ -98,7 +98,6 @@ class Checkpointer:
         self.turn_id = turn_id
         self._text = text
         self._saved_text = ""
-        self.writes = 0
 
     async def run(self) -> None:
         """Save changes until cancelled."""
@@ -113,5 +112,4 @@ class Checkpointer:
             except Exception as exc:  # a checkpoint is best effort; the reply goes on
                 log.warning("checkpoint of turn %s failed: %r", self.turn_id, exc)
                 continue
-            self.writes += 1
             self._saved_text = text

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.conftest import ADA, BOB
 from tests.adapters.discord_harness import discord_service, idle
+from tests.conftest import ADA, BOB
 from tests.fakes.discord import BOT_ID, CHANNEL, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 

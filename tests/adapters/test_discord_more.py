@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.conftest import ADA, BOB
 from tests.adapters.discord_harness import discord_service, idle, until
 from tests.adapters.test_discord import MENTION
+from tests.conftest import ADA, BOB
 from tests.fakes.discord import ADMIN_ROLE, CHANNEL, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from adapters.discord import adapter as discord_adapter
-from tests.adapters.conftest import ADA
 from tests.adapters.discord_harness import discord_service, idle, until
 from tests.adapters.test_discord import MENTION
+from tests.conftest import ADA
 from tests.fakes.discord import CHANNEL, TOKEN, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 

@@ -414,23 +414,6 @@ class DiscordSide:
 # -- fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def fake_discord() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    fake.add_user(ADA_DISCORD, "ada")
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
 @dataclass
 class World:
     """The fakes, the service (Slack and Discord in one process) and which thread is where:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from bot.ports import Budget
 from bot.types import Attachment, Author, IncomingMessage, RemoteFile, ThreadKey
 from tests.conftest import ROOT
 from tests.fakes.gemini import Fault, Reply
-from tests.helpers import RecordingTarget
+from tests.helpers import RecordingTarget, until
 
 KEY = ThreadKey("test", "W", "C", "thread-1")
 ADA = Author("U1", "Ada")
@@ -298,7 +297,7 @@ async def test_shutdown_marks_reply_in_flight_as_partial(engine, fake_gemini) ->
     fake_gemini.enqueue(Reply(["one ", "two ", "three ", "four"], delay=0.3))
     t = target()
     task = engine.submit(msg("count"), t)
-    await asyncio.sleep(0.45)
+    await until(lambda: "two" in "".join(t.visible()))  # mid-reply
     await engine.shutdown(grace=0.1)
     assert task.cancelled()
     hist = await turns(engine)
@@ -313,7 +312,7 @@ async def test_shutdown_marks_reply_in_flight_as_partial(engine, fake_gemini) ->
 async def test_shutdown_lets_quick_replies_finish(engine, fake_gemini) -> None:
     fake_gemini.enqueue(Reply(["a", "b"], delay=0.05))
     task = engine.submit(msg("q"), target())
-    await asyncio.sleep(0.01)
+    await until(lambda: bool(fake_gemini.generate_requests()))  # the reply is in flight
     await engine.shutdown(grace=5)
     assert task.result().status == "complete"
 

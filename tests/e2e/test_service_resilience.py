@@ -4,37 +4,17 @@ never takes the other down, nor the process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from bench.service_process import ServiceProcess
-from tests.adapters.conftest import ADA
 from tests.adapters.slack_harness import until
 from tests.adapters.test_discord_resilience import poll_message
+from tests.conftest import ADA
 from tests.fakes.discord import BOT_ID, CHANNEL, FakeDiscord
 from tests.fakes.discord import TOKEN as DISCORD_TOKEN
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
 from tests.helpers import until as until_async
-
-
-@pytest.fixture
-async def fake_discord() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    fake.add_user(ADA, "ada")
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 async def test_a_poisoned_discord_event_leaves_slack_and_the_process_running(
