@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PRUNE_EVERY_S = 30.0
+PRUNE_EVERY_S = 5.0  # cheap (a dict scan); keeps a busy bot to seconds of records
 IDLE_S = 5.0  # unused at least this long: no burst of ours is mid-way through it
 
 
