@@ -11,6 +11,7 @@ import getpass
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import TextIO
 from bot.commands import Commands
 from bot.engine import ConversationEngine
 from bot.errors import BotError
-from bot.ports import Budget
+from bot.markup import PLAIN
+from bot.ports import Budget, OutFile
 from bot.types import Attachment, Author, IncomingMessage, ThreadKey
 
 CONSOLE_BUDGET = Budget("console", rate=float("inf"), burst=1_000_000)
@@ -38,12 +40,14 @@ class ConsoleTarget:
 
     max_chars = 10_000_000
     budget = CONSOLE_BUDGET
+    markup = PLAIN  # a terminal shows URLs as they are
 
-    def __init__(self, out: TextIO, number: int) -> None:
+    def __init__(self, out: TextIO, number: int, files_dir: Path | None = None) -> None:
         self._out = out
         self._printed: dict[int, str] = {}
         self._number = number
         self._ids: list[str] = []
+        self._files_dir = files_dir
 
     @property
     def message_ids(self) -> Sequence[str]:
@@ -61,8 +65,10 @@ class ConsoleTarget:
             before = ""
         if text.startswith(before):
             self._out.write(text[len(before) :])
-        else:  # never expected: the scheduler only grows a part's text
+        elif "\n" not in before and len(before) <= 80:  # a status line, now replaced
             self._out.write("\n" + text)
+        else:  # the final text with source markers: printed again in full
+            self._out.write("\n\n" + text)
         self._out.flush()
         self._printed[part] = text
 
@@ -76,6 +82,20 @@ class ConsoleTarget:
         """Print the failure note on its own line."""
         self._out.write(f"[!] {user_message}\n")
         self._out.flush()
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Save each file and print where it is (a terminal cannot show an image)."""
+        folder = self._files_dir or Path(tempfile.gettempdir()) / "gemini-bot-files"
+        for f in files:
+            path = folder / f"{self._number}-{f.name}"
+            await asyncio.to_thread(_save, path, f.data)
+            self._out.write(f"[file] {f.name} ({f.mime_type}, {len(f.data):,} bytes): {path}\n")
+        self._out.flush()
+
+
+def _save(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def new_thread_name() -> str:
@@ -117,8 +137,10 @@ class ConsoleAdapter:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.engine = engine
+        self.files_dir = files_dir
         self.commands = commands
         self.thread = thread or new_thread_name()
         self._persona = persona
@@ -190,7 +212,7 @@ class ConsoleAdapter:
             event_id=None,
         )
         self._pending = []
-        await self.engine.handle(message, ConsoleTarget(self._out, self._count))
+        await self.engine.handle(message, ConsoleTarget(self._out, self._count, self.files_dir))
 
     async def _command(self, line: str) -> None:
         name, _, arg = line[1:].partition(" ")

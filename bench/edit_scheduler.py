@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.report import summary_ms, write
-from bot.ports import Budget
+from bot.markup import MARKDOWN
+from bot.ports import Budget, OutFile
 from bot.streaming import EditScheduler
 
 CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
@@ -27,6 +28,7 @@ class TimedTarget:
     def __init__(self, budget: Budget, max_chars: int = 4000) -> None:
         self.budget = budget
         self.max_chars = max_chars
+        self.markup = MARKDOWN
         self.shows: list[tuple[float, int]] = []
         self.first_show = asyncio.Event()
         self.message_ids: Sequence[str] = ()
@@ -42,6 +44,9 @@ class TimedTarget:
         await self.show(text, part=part)
 
     async def fail(self, user_message: str) -> None:
+        return None
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
         return None
 
 

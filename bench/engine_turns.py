@@ -16,8 +16,9 @@ from typing import Any
 
 from bench.report import write
 from bot.engine import ConversationEngine
+from bot.markup import MARKDOWN
 from bot.personas import load_personas
-from bot.ports import Budget, Finished, ModelContent, ModelEvent, TextDelta
+from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TextDelta
 from bot.types import (
     Author,
     IncomingMessage,
@@ -41,7 +42,7 @@ class InstantModel:
         self, *, persona: Persona, history: Sequence[ModelContent], message: ModelContent
     ) -> AsyncIterator[ModelEvent]:
         yield TextDelta("A short instant answer from the fake model.")
-        yield Finished("STOP", Usage(100, 10))
+        yield Finished("stop", Usage(100, 10))
 
     async def upload(self, *, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
         raise NotImplementedError
@@ -54,6 +55,7 @@ class NullTarget:
     """A reply target that shows nothing and costs nothing."""
 
     max_chars = 4000
+    markup = MARKDOWN
     budget = Budget("bench", rate=float("inf"), burst=1_000_000)
     message_ids: Sequence[str] = ("m",)
 
@@ -67,6 +69,9 @@ class NullTarget:
         return None
 
     async def fail(self, user_message: str) -> None:
+        return None
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
         return None
 
 

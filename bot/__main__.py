@@ -62,6 +62,7 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
             commands=Commands(store=store, personas=engine.personas, locks=engine.locks),
             thread=args.thread,
             persona=args.persona,
+            files_dir=settings.DATA_DIR / "files",
         )
         await adapter.run()
     finally:

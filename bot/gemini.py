@@ -11,7 +11,7 @@ import io
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -33,12 +33,21 @@ from bot.errors import (
     ModelTooLarge,
     ModelUnavailable,
 )
+from bot.gemini_events import ChunkReader, enum_name, finish_reason
+from bot.gemini_events import usage as usage_of
 from bot.model_check import ModelInfo
-from bot.ports import FileData, Finished, InlineData, ModelContent, ModelEvent, ModelPart, TextDelta
+from bot.model_events import Finished, FinishReason, ModelEvent, ToolActivity
+from bot.ports import FileData, InlineData, ModelContent, ModelPart
 from bot.types import Persona, RemoteFile, Usage
 
 log = logging.getLogger(__name__)
 
+# Our tool names -> the SDK's tool declarations.
+TOOLS: dict[str, Callable[[], types.Tool]] = {
+    "google_search": lambda: types.Tool(google_search=types.GoogleSearch()),
+    "url_context": lambda: types.Tool(url_context=types.UrlContext()),
+    "code_execution": lambda: types.Tool(code_execution=types.ToolCodeExecution()),
+}
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
 FILE_LIFETIME = timedelta(hours=48)
 # A start-up check must not hold start-up for GEMINI_TIMEOUT_SECONDS on a silent network.
@@ -177,12 +186,15 @@ class GeminiChatModel:
 
     def _config(self, persona: Persona) -> types.GenerateContentConfig:
         g = persona.generation
+        tools = [TOOLS[name]() for name in persona.tools if name in TOOLS]
         return types.GenerateContentConfig(
             system_instruction=persona.system_instruction,
             temperature=g.temperature,
             top_p=g.top_p,
             top_k=g.top_k,
             max_output_tokens=g.max_output_tokens,
+            tools=list(tools) or None,
+            response_modalities=["TEXT", "IMAGE"] if "image" in persona.output else None,
         )
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
@@ -198,14 +210,16 @@ class GeminiChatModel:
         history: Sequence[ModelContent],
         message: ModelContent,
     ) -> AsyncIterator[ModelEvent]:
-        """Stream a reply; retries 408/429/5xx and network errors until the first token."""
+        """Stream a reply; retries 408/429/5xx and network errors until the first output."""
         model = persona.model or self.default_model
         contents = to_contents([*history, message])
         config = self._config(persona)
+        for activity in expected_activity(persona, message):
+            yield activity
         attempt = 0
         while True:
-            started = False
-            finish = "STOP"
+            reader = ChunkReader()
+            finish: FinishReason = "stop"
             usage = Usage()
             try:
                 response = await self._client.aio.models.generate_content_stream(
@@ -216,27 +230,20 @@ class GeminiChatModel:
                 async for chunk in response:
                     feedback = chunk.prompt_feedback
                     if feedback is not None and feedback.block_reason is not None:
-                        reason = _enum_name(feedback.block_reason)
+                        reason = enum_name(feedback.block_reason)
                         raise ModelBlocked(f"prompt blocked: {reason}", reason=reason)
                     if chunk.usage_metadata is not None:
-                        um = chunk.usage_metadata
-                        usage = Usage(
-                            prompt_tokens=um.prompt_token_count or 0,
-                            output_tokens=(um.candidates_token_count or 0)
-                            + (um.thoughts_token_count or 0),
-                        )
+                        usage = usage_of(chunk.usage_metadata)
                     for cand in chunk.candidates or []:
                         if cand.finish_reason is not None:
-                            finish = _enum_name(cand.finish_reason)
-                        for part in (cand.content.parts if cand.content else None) or []:
-                            if part.text and not part.thought:
-                                started = True
-                                yield TextDelta(part.text)
+                            finish = finish_reason(cand.finish_reason)
+                        for event in reader.parts(cand):
+                            yield event
                         break  # one candidate is all we ask for
             except ModelError:
                 raise
             except Exception as exc:
-                delay = None if started else self._retry_delay(attempt, exc)
+                delay = None if reader.started else self._retry_delay(attempt, exc)
                 if delay is None:
                     raise self._failure(exc, model) from exc
                 attempt += 1
@@ -245,6 +252,8 @@ class GeminiChatModel:
                 continue
             # It answers (again): should it be retired later, that is worth a new ERROR.
             self._missing_reported.discard(model.removeprefix("models/"))
+            for event in reader.closing():
+                yield event
             yield Finished(finish, usage)
             return
 
@@ -344,8 +353,20 @@ class GeminiChatModel:
         )
 
 
-def _enum_name(value: Any) -> str:
-    return str(getattr(value, "value", value)).upper()
+_URL = re.compile(r"https?://[^\s<>()\[\]]+")
+
+
+def expected_activity(persona: Persona, message: ModelContent) -> list[ToolActivity]:
+    """What the reply will likely be busy with before its first text, for a status line."""
+    if "image" in persona.output:
+        return [ToolActivity("drawing")]
+    if "url_context" in persona.tools:
+        text = " ".join(p for p in message.parts if isinstance(p, str))
+        if links := len(set(_URL.findall(text))):
+            return [ToolActivity("reading_links", links)]
+    if "google_search" in persona.tools:
+        return [ToolActivity("searching")]
+    return []
 
 
 def _brief(exc: BaseException) -> str:

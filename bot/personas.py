@@ -6,13 +6,14 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import UnknownPersona
 from bot.types import GenerationSettings, Persona
 
+Output = Literal["text", "image"]
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -34,6 +35,16 @@ class _PersonaSpec(BaseModel):
     system_instruction: str = Field(min_length=1)
     model: str | None = Field(default=None, min_length=1)
     generation: _Generation = Field(default_factory=_Generation)
+    tools: list[Literal["google_search", "url_context", "code_execution"]] = Field(
+        default_factory=list
+    )
+    output: list[Output] = Field(default_factory=lambda: list[Output](["text"]))
+
+    @model_validator(mode="after")
+    def _coherent(self) -> _PersonaSpec:
+        if "text" not in self.output:
+            raise ValueError('output must include "text" (e.g. ["text", "image"])')
+        return self
 
 
 class PersonaRegistry:
@@ -121,6 +132,8 @@ def parse_personas(text: str, *, source: str) -> dict[str, Persona]:
                 top_k=g.top_k,
                 max_output_tokens=g.max_output_tokens,
             ),
+            tools=tuple(dict.fromkeys(spec.tools)),
+            output=tuple(dict.fromkeys(spec.output)),
         )
     return out
 

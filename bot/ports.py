@@ -7,9 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bot.markup import Markup
+from bot.model_events import (
+    CodeOutput,
+    CodeRun,
+    Finished,
+    GeneratedFile,
+    LinksRead,
+    ModelEvent,
+    TextDelta,
+    ToolActivity,
+)
 from bot.types import (
     Conversation,
     DailyUsage,
+    Grounding,
     History,
     NewTurn,
     PendingReply,
@@ -51,24 +63,6 @@ class ModelContent:
     parts: tuple[ModelPart, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """A piece of reply text."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The last event of a stream."""
-
-    finish_reason: str
-    usage: Usage
-
-
-ModelEvent = TextDelta | Finished
-
-
 class ChatModel(Protocol):
     """A stateless chat model: history in, streamed reply out."""
 
@@ -79,7 +73,8 @@ class ChatModel(Protocol):
         history: Sequence[ModelContent],
         message: ModelContent,
     ) -> AsyncIterator[ModelEvent]:
-        """Yield TextDelta events, then one Finished; raise bot.errors.ModelError."""
+        """Yield the reply's events (bot/model_events.py), ending with one Finished; raise
+        bot.errors.ModelError. The persona's `tools` and `output` say what it may use."""
         ...
 
     async def upload(self, *, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
@@ -194,6 +189,18 @@ class Store(Protocol):
         """Set or clear the channel's default persona."""
         ...
 
+    async def get_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> frozenset[str]:
+        """Tools a channel admin switched off in this channel (empty when none)."""
+        ...
+
+    async def set_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str, tools: frozenset[str]
+    ) -> None:
+        """Replace the set of tools switched off in a channel."""
+        ...
+
     async def mark_event(self, platform: str, event_id: str) -> bool:
         """Record a platform event id; False when it was seen before."""
         ...
@@ -233,6 +240,15 @@ class Budget:
     spacing: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class OutFile:
+    """A file the bot posts with a reply: a generated image, a chart, long code or output."""
+
+    name: str
+    mime_type: str
+    data: bytes
+
+
 class ReplyTarget(Protocol):
     """What an adapter gives the engine for one reply.
 
@@ -243,6 +259,7 @@ class ReplyTarget(Protocol):
 
     max_chars: int
     budget: Budget
+    markup: Markup  # how links, italics and code look on this platform
 
     @property
     def message_ids(self) -> Sequence[str]:
@@ -265,6 +282,11 @@ class ReplyTarget(Protocol):
         """Tell the user the reply failed or was cut short."""
         ...
 
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Post files into the reply's thread after its text (raise BotError with a
+        user message when the platform refuses one, e.g. too large)."""
+        ...
+
 
 class Adapter(Protocol):
     """A platform connection. Narrow on purpose."""
@@ -283,3 +305,26 @@ class Adapter(Protocol):
     def connected(self) -> bool:
         """True while the platform connection is up."""
         ...
+
+
+__all__ = [
+    "Adapter",
+    "Budget",
+    "ChatModel",
+    "CodeOutput",
+    "CodeRun",
+    "FileData",
+    "Finished",
+    "GeneratedFile",
+    "Grounding",
+    "InlineData",
+    "LinksRead",
+    "ModelContent",
+    "ModelEvent",
+    "ModelPart",
+    "OutFile",
+    "ReplyTarget",
+    "Store",
+    "TextDelta",
+    "ToolActivity",
+]

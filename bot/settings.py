@@ -9,6 +9,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# The Gemini tools the bot knows how to use and show.
+TOOLS = ("google_search", "url_context", "code_execution")
+
+
+def tool_list(raw: str) -> list[str]:
+    """A comma-separated tool list (blanks dropped, lower-cased)."""
+    return [t.strip().lower() for t in raw.split(",") if t.strip()]
 
 
 class SettingsError(Exception):
@@ -69,6 +76,11 @@ class Settings(BaseSettings):
     # What start-up does with replies a crashed process left unfinished: answer again in the
     # same message (at most once), or mark the message as interrupted.
     RECOVERY: Literal["resume", "mark"] = "resume"
+    # Gemini tools operators permit; a persona uses those it names in `tools` and a channel
+    # admin may switch one off for a channel.
+    GEMINI_TOOLS_ALLOWED: str = "google_search,url_context,code_execution"
+    # Most platform messages one catch-up or thread summary reads (bounds its Gemini bill).
+    CATCHUP_MAX_MESSAGES: int = Field(default=2000, ge=1, le=100_000)
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
@@ -88,6 +100,19 @@ class Settings(BaseSettings):
         if v and v.split("://", 1)[0] not in ("http", "https", "ws", "wss"):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return v or None
+
+    @field_validator("GEMINI_TOOLS_ALLOWED")
+    @classmethod
+    def _tools(cls, v: str) -> str:
+        unknown = sorted(set(tool_list(v)) - set(TOOLS))
+        if unknown:
+            raise ValueError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
+        return v
+
+    @property
+    def tools_allowed(self) -> frozenset[str]:
+        """GEMINI_TOOLS_ALLOWED as a set."""
+        return frozenset(tool_list(self.GEMINI_TOOLS_ALLOWED))
 
     @property
     def database_path(self) -> Path | None:

@@ -62,6 +62,9 @@ class ReplyStream:
         self._attempts = 0
         self._done = asyncio.Event()
         self.first_show_at: float | None = None
+        # A transient line ("Searching the web…") shown after the text until more text comes.
+        self._status = ""
+        self._status_parts: set[int] = set()  # parts whose screen shows only a status
 
     @property
     def text(self) -> str:
@@ -72,11 +75,39 @@ class ReplyStream:
         """Add model text; it will be shown as soon as the budget allows."""
         if self._closed or not delta:
             return
+        self._status = ""
         self.tail += delta
+        self._split()
+        self._lane.notify(self)
+
+    def _split(self) -> None:
         while len(self.tail) > self._limit:
             head, rest = split_message(self.tail, self._limit)
             self.frozen.append(head)
             self.tail = rest
+
+    def status(self, line: str) -> None:
+        """Show a transient line after the text (until more text comes), e.g. a tool at work."""
+        if self._closed or line == self._status:
+            return
+        self._status = line
+        self._lane.notify(self)
+
+    def replace(self, body: str, *, footer: str = "") -> None:
+        """Make the whole reply `body` (then `footer`, kept in the last message), e.g. with
+        source markers added once the text is complete. Messages already showing the same
+        text are not edited again."""
+        if self._closed:
+            return
+        self._status = ""
+        self.frozen, self.tail = [], body
+        self._split()
+        if footer:
+            if self.tail and len(self.tail) + 2 + len(footer) > self._limit:
+                self.frozen.append(self.tail)
+                self.tail = ""
+            self.tail = f"{self.tail}\n\n{footer}" if self.tail else footer
+            self._split()
         self._lane.notify(self)
 
     def close(self, *, fail_message: str | None = None) -> None:
@@ -84,6 +115,7 @@ class ReplyStream:
         if self._closed:
             return
         self._closed = True
+        self._status = ""
         self._fail_message = fail_message
         if not self.tail and self.frozen:
             self.tail = self.frozen.pop()
@@ -118,13 +150,28 @@ class ReplyStream:
             if self._fail_message is not None and not self._fail_sent:
                 return _Op("fail", last, self._fail_message)
             return None
-        if self.tail and self._shown.get(last) != self.tail:
-            return _Op("show", last, self.tail)
+        shown = self._with_status(self.tail)
+        if shown and self._shown.get(last) != shown:
+            return _Op("show", last, shown)
         return None
 
+    def _with_status(self, tail: str) -> str:
+        if not self._status:
+            return tail
+        if not tail:
+            return self._status
+        joined = f"{tail}\n\n{self._status}"
+        return joined if len(joined) <= self._limit else tail
+
     def urgent(self, op: _Op) -> bool:
-        """First text of a message, a finished message, or the end: never held back."""
-        return op.kind != "show" or op.part not in self._shown or op.part < len(self.frozen)
+        """First text of a message (also one replacing a status line), a finished message,
+        or the end: never held back."""
+        return (
+            op.kind != "show"
+            or op.part not in self._shown
+            or op.part < len(self.frozen)
+            or (op.part in self._status_parts and op.text != self._status)
+        )
 
     def has_work(self) -> bool:
         """True when a call is needed and none is in flight."""
@@ -141,6 +188,10 @@ class ReplyStream:
             if op.kind == "show":
                 await self.target.show(op.text, part=op.part)
                 self._shown[op.part] = op.text
+                if op.text == self._status:
+                    self._status_parts.add(op.part)
+                else:
+                    self._status_parts.discard(op.part)
             elif op.kind == "finish":
                 await self.target.finish(op.text, part=op.part)
                 self._shown[op.part] = op.text
@@ -276,7 +327,9 @@ class _Lane:
         """A message's first text may take the last token; a final keeps one back for the
         next reply's first text; an intermediate edit leaves the whole reserve."""
         reserve = self.bucket.budget.reserve
-        if op.kind == "show" and op.part not in reply._shown:
+        if op.kind == "show" and (
+            op.part not in reply._shown or (op.part in reply._status_parts and reply.urgent(op))
+        ):
             return 1
         if reply.urgent(op):
             return max(1, reserve)

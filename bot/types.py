@@ -73,7 +73,80 @@ class FilePart:
     size: int
 
 
-Part = TextPart | FilePart
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A web page an answer is grounded on."""
+
+    title: str
+    uri: str
+    domain: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """A span of the answer text (character offsets, end exclusive) and its sources."""
+
+    start: int
+    end: int
+    sources: tuple[int, ...]  # indices into Grounding.sources
+    text: str = ""  # the span as the provider quoted it (to re-find it if offsets drift)
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    """Sources of a grounded answer, which spans they support, and the searches run."""
+
+    sources: tuple[Source, ...] = ()
+    supports: tuple[Support, ...] = ()
+    queries: tuple[str, ...] = ()
+
+
+# A link the model was asked to read: read, failed, refused as unsafe, or behind a paywall.
+LinkStatus = Literal["read", "failed", "unsafe", "paywalled"]
+CodeOutcome = Literal["ok", "failed", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRead:
+    """A link the model was asked to read, and whether it could."""
+
+    url: str
+    status: LinkStatus
+
+
+@dataclass(frozen=True, slots=True)
+class CodePart:
+    """Code the model wrote and ran (a model turn)."""
+
+    code: str
+    language: str = "python"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOutputPart:
+    """What that code printed, and how it ended."""
+
+    output: str
+    outcome: CodeOutcome = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingPart:
+    """The sources and searches of a grounded answer (a model turn)."""
+
+    grounding: Grounding
+
+
+@dataclass(frozen=True, slots=True)
+class LinksPart:
+    """The links the model was asked to read for an answer, with their status."""
+
+    links: tuple[LinkRead, ...]
+
+
+# A model turn's generated images and charts are FileParts too (stored as blobs), so later
+# turns send them back ("make it blue").
+Part = TextPart | FilePart | CodePart | CodeOutputPart | GroundingPart | LinksPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +155,16 @@ class Usage:
 
     prompt_tokens: int = 0
     output_tokens: int = 0
+    tool_tokens: int = 0  # prompt tokens added by tool results (search, links, code)
+    cached_tokens: int = 0  # prompt tokens served from the provider's cache
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.output_tokens + other.output_tokens,
+            self.tool_tokens + other.tool_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +303,10 @@ class Persona:
     system_instruction: str
     model: str | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    # Gemini tools this persona may use (GEMINI_TOOLS_ALLOWED and channel admins narrow it).
+    tools: tuple[str, ...] = ()
+    # What the model answers with: ("text",), or ("text", "image") for an image model.
+    output: tuple[str, ...] = ("text",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +316,5 @@ class DailyUsage:
     turns: int
     prompt_tokens: int
     output_tokens: int
+    tool_tokens: int = 0
+    cached_tokens: int = 0

@@ -33,6 +33,7 @@ class MemoryStore:
         self._channels: dict[tuple[str, str, str], str | None] = {}
         self._events: dict[tuple[str, str], datetime] = {}
         self._usage: dict[tuple[str, str, str], DailyUsage] = {}
+        self._tools_off: dict[tuple[str, str, str], frozenset[str]] = {}
         self._meta: dict[str, str] = {}
         self._next_conv = 1
         self._next_turn = 1
@@ -178,6 +179,18 @@ class MemoryStore:
         """Set or clear the channel's default persona."""
         self._channels[(platform, workspace_id, channel_id)] = persona
 
+    async def get_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> frozenset[str]:
+        """Tools a channel admin switched off in this channel."""
+        return self._tools_off.get((platform, workspace_id, channel_id), frozenset())
+
+    async def set_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str, tools: frozenset[str]
+    ) -> None:
+        """Replace the set of tools switched off in a channel."""
+        self._tools_off[(platform, workspace_id, channel_id)] = frozenset(tools)
+
     async def mark_event(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when seen before."""
         if (platform, event_id) in self._events:
@@ -199,6 +212,8 @@ class MemoryStore:
             cur.turns + 1,
             cur.prompt_tokens + usage.prompt_tokens,
             cur.output_tokens + usage.output_tokens,
+            cur.tool_tokens + usage.tool_tokens,
+            cur.cached_tokens + usage.cached_tokens,
         )
 
     async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:

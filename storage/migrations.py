@@ -154,9 +154,19 @@ async def m002_checkpointed_replies(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+async def m003_tools(db: aiosqlite.Connection) -> None:
+    """Tool and cached prompt tokens per turn and per user-day; tools a channel turned off."""
+    for table in ("turns", "usage"):
+        for col in ("tool_tokens", "cached_tokens"):
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+    # Comma-separated tool names a channel admin switched off ('' = none).
+    await db.execute("ALTER TABLE channel_settings ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
+    ("003_tools", m003_tools),
 ]
 
 

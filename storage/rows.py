@@ -11,7 +11,8 @@ from storage.codec import dump_parts, load_parts
 
 TURN_COLS = (
     "id, seq, role, author_id, author_name, author_is_bot, parts, status, finish_reason, "
-    "prompt_tokens, output_tokens, token_estimate, message_ids, error, created_at, attempts"
+    "prompt_tokens, output_tokens, token_estimate, message_ids, error, created_at, attempts, "
+    "tool_tokens, cached_tokens"
 )
 
 
@@ -34,6 +35,8 @@ def turn_from_row(row: Any) -> Turn:
         err,
         at,
         attempts,
+        t_tok,
+        c_tok,
     ) = row
     author = Author(str(a_id), str(a_name), bool(a_bot)) if a_id is not None else None
     return Turn(
@@ -44,7 +47,7 @@ def turn_from_row(row: Any) -> Turn:
         author=author,
         status=status,
         finish_reason=finish,
-        usage=Usage(int(p_tok), int(o_tok)),
+        usage=Usage(int(p_tok), int(o_tok), int(t_tok), int(c_tok)),
         token_estimate=int(est),
         message_ids=tuple(json.loads(str(mids))),
         error=err,
@@ -56,9 +59,9 @@ def turn_from_row(row: Any) -> Turn:
 INSERT_TURN = (
     "INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
     "author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
-    "token_estimate, message_ids, error, created_at) VALUES (?, "
+    "token_estimate, message_ids, error, created_at, tool_tokens, cached_tokens) VALUES (?, "
     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, seq"
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, seq"
 )
 
 
@@ -81,4 +84,6 @@ def turn_params(conversation_id: int, turn: NewTurn, created: datetime) -> tuple
         json.dumps(list(turn.message_ids)),
         turn.error,
         created.isoformat(),
+        turn.usage.tool_tokens,
+        turn.usage.cached_tokens,
     )

@@ -257,6 +257,8 @@ class SqliteStore:
             ("finish_reason", change.finish_reason),
             ("prompt_tokens", change.usage.prompt_tokens if change.usage else None),
             ("output_tokens", change.usage.output_tokens if change.usage else None),
+            ("tool_tokens", change.usage.tool_tokens if change.usage else None),
+            ("cached_tokens", change.usage.cached_tokens if change.usage else None),
             ("token_estimate", change.token_estimate),
             (
                 "message_ids",
@@ -449,6 +451,28 @@ class SqliteStore:
         )
         self._channels.put((platform, workspace_id, channel_id), persona)
 
+    async def get_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> frozenset[str]:
+        """Tools a channel admin switched off in this channel."""
+        rows = await self._rows(
+            "SELECT tools_off FROM channel_settings "
+            "WHERE platform=? AND workspace_id=? AND channel_id=?",
+            (platform, workspace_id, channel_id),
+        )
+        raw = str(rows[0][0]) if rows else ""
+        return frozenset(t for t in raw.split(",") if t)
+
+    async def set_channel_tools_off(
+        self, platform: str, workspace_id: str, channel_id: str, tools: frozenset[str]
+    ) -> None:
+        """Replace the set of tools switched off in a channel."""
+        await self._write(
+            "INSERT INTO channel_settings (platform, workspace_id, channel_id, tools_off) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET tools_off=excluded.tools_off",
+            (platform, workspace_id, channel_id, ",".join(sorted(tools))),
+        )
+
     # -- events and usage --------------------------------------------------
 
     async def mark_event(self, platform: str, event_id: str) -> bool:
@@ -473,17 +497,28 @@ class SqliteStore:
     async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
         """Add one turn to a user's day."""
         await self._write(
-            "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens) "
-            "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET turns=turns+1, "
+            "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens, "
+            "tool_tokens, cached_tokens) VALUES (?, ?, ?, 1, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET turns=turns+1, "
             "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
-            "output_tokens=output_tokens+excluded.output_tokens",
-            (platform, user_id, day, usage.prompt_tokens, usage.output_tokens),
+            "output_tokens=output_tokens+excluded.output_tokens, "
+            "tool_tokens=tool_tokens+excluded.tool_tokens, "
+            "cached_tokens=cached_tokens+excluded.cached_tokens",
+            (
+                platform,
+                user_id,
+                day,
+                usage.prompt_tokens,
+                usage.output_tokens,
+                usage.tool_tokens,
+                usage.cached_tokens,
+            ),
         )
 
     async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
         """A user's usage on a day."""
         rows = await self._rows(
-            "SELECT turns, prompt_tokens, output_tokens FROM usage "
+            "SELECT turns, prompt_tokens, output_tokens, tool_tokens, cached_tokens FROM usage "
             "WHERE platform=? AND user_id=? AND day=?",
             (platform, user_id, day),
         )

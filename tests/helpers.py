@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import PlatformRateLimited
-from bot.ports import Budget, Finished, ModelContent, ModelEvent, TextDelta
+from bot.markup import MARKDOWN, Markup
+from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TextDelta
 from bot.types import Persona, RemoteFile, Usage
 
 
@@ -73,7 +74,9 @@ class RecordingTarget:
     clock: Any
     budget: Budget = field(default_factory=lambda: Budget("test", rate=1.0, burst=1))
     max_chars: int = 2000
+    markup: Markup = MARKDOWN
     calls: list[Call] = field(default_factory=list)
+    attached: list[OutFile] = field(default_factory=list)
     fail_with: dict[int, BaseException] = field(default_factory=dict)
     started: bool = False
     _attempts: int = 0
@@ -100,6 +103,9 @@ class RecordingTarget:
 
     async def fail(self, user_message: str) -> None:
         await self._call("fail", user_message, -1)
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        self.attached.extend(files)
 
     def visible(self) -> list[str]:
         """The last text shown for each part, in part order."""
@@ -137,7 +143,7 @@ class InstantModel:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 yield TextDelta(self.reply[i : i + size])
-            yield Finished("STOP", Usage(10, 2))
+            yield Finished("stop", Usage(10, 2))
         finally:
             self.active -= 1
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
 
-from bot.ports import Budget
+from bot.errors import BotError
+from bot.markup import Markup
+from bot.ports import Budget, OutFile
 from bot.streaming import EditScheduler
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,9 @@ TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
 # A thread just made from the message already shows that the bot took it; typing then
 # starts only if the model is slow, leaving the global budget to the text.
 TYPING_AFTER_THREAD = 1.0
+MAX_FILE_BYTES = 10 * 1024 * 1024  # a bot's upload limit in an unboosted server
+MAX_FILES = 10  # attachments per message
+ANGLE_LINKS = Markup("angle")
 # Model output can never ping anyone: not @everyone/@here, not roles, not users.
 NO_PINGS = discord.AllowedMentions.none()
 
@@ -51,6 +57,7 @@ class DiscordReplyTarget:
     """One reply in a Discord channel, thread or DM."""
 
     max_chars = MAX_CHARS
+    markup = ANGLE_LINKS  # masked links with <url>: no embed unfurls for each source
 
     def __init__(
         self,
@@ -144,3 +151,37 @@ class DiscordReplyTarget:
         msg = await self.channel.send(f"⚠️ {user_message}", allowed_mentions=NO_PINGS)
         if self._on_message is not None:
             await self._on_message(msg)
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Post files (images, charts, long code as .txt) under the reply, ten per message."""
+        too_big = [f.name for f in files if len(f.data) > MAX_FILE_BYTES]
+        if too_big:
+            raise BotError(
+                "file too large",
+                user_message=f"{', '.join(too_big)} is larger than Discord allows a bot "
+                f"({MAX_FILE_BYTES // 1024**2} MB).",
+            )
+        for at in range(0, len(files), MAX_FILES):
+            batch = files[at : at + MAX_FILES]
+
+            async def send(batch: Sequence[OutFile] = batch) -> None:
+                made = [discord.File(io.BytesIO(f.data), filename=_txt(f)) for f in batch]
+                try:
+                    msg = await self.channel.send(files=made, allowed_mentions=NO_PINGS)
+                except discord.HTTPException as exc:
+                    raise BotError(
+                        f"upload failed: {exc}",
+                        user_message="Discord refused the file(s) "
+                        f"{', '.join(f.name for f in batch)} ({exc.status}).",
+                    ) from None
+                if self._on_message is not None:
+                    await self._on_message(msg)
+
+            await self.scheduler.call(self.budget, send)
+
+
+def _txt(f: OutFile) -> str:
+    """Text files as .txt, which Discord previews inline (code included)."""
+    if f.mime_type.startswith("text/") and not f.name.endswith(".txt"):
+        return f"{f.name}.txt"
+    return f.name

@@ -12,8 +12,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.text import neutralise, settled
-from bot.errors import PlatformRateLimited
-from bot.ports import Budget
+from bot.errors import BotError, PlatformRateLimited
+from bot.markup import MARKDOWN
+from bot.ports import Budget, OutFile
 from bot.streaming import EditScheduler
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ MARKDOWN_LIMIT = 12_000  # a markdown block's text
 MAX_CHARS = 11_000  # leave room for a fence closed by a split
 FALLBACK_CHARS = 3_000  # notification text shown where blocks are not
 PLACEHOLDER = "_Thinking…_"
+FILES_PER_S = 20 / 60  # files.getUploadURLExternal / completeUploadExternal: Tier 2+
+MAX_FILE_BYTES = 1024**3  # Slack's upload limit: 1 GB
+SNIPPETS = {".py": "python", ".js": "javascript", ".ts": "typescript", ".txt": "text"}
+
+
+def files_budget(team: str) -> Budget:
+    """The workspace's file upload budget."""
+    return Budget(f"slack:{team}:files.upload", FILES_PER_S, burst=5)
 
 
 def update_budget(team: str) -> Budget:
@@ -75,6 +84,7 @@ class SlackReplyTarget:
     """One reply in a Slack thread."""
 
     max_chars = MAX_CHARS
+    markup = MARKDOWN  # the markdown block renders standard Markdown links
 
     def __init__(
         self,
@@ -267,3 +277,37 @@ class SlackReplyTarget:
             thread_ts=self.thread_ts,
             text=note,
         )
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Upload files into the thread (files.getUploadURLExternal + completeUploadExternal);
+        code and output go as snippets."""
+        too_big = [f.name for f in files if len(f.data) > MAX_FILE_BYTES]
+        if too_big:
+            raise BotError(
+                "file too large", user_message=f"{', '.join(too_big)} is over Slack's 1 GB limit."
+            )
+        uploads: list[dict[str, Any]] = []
+        for f in files:
+            item: dict[str, Any] = {"content": f.data, "filename": f.name, "title": f.name}
+            if f.mime_type.startswith("text/"):
+                item["snippet_type"] = SNIPPETS.get(f.name[f.name.rfind(".") :], "text")
+            uploads.append(item)
+
+        async def upload() -> None:
+            try:
+                await call(
+                    self.client.files_upload_v2,
+                    file_uploads=uploads,
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    request_file_info=False,
+                )
+            except SlackApiError as exc:
+                error = exc.response.get("error") if exc.response is not None else None
+                raise BotError(
+                    f"upload failed: {error}",
+                    user_message=f"Slack refused the file(s) {', '.join(f.name for f in files)}"
+                    f" ({error or 'error'}).",
+                ) from None
+
+        await self.scheduler.call(files_budget(self.team), upload)

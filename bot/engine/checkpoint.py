@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from bot.ports import Budget, ReplyTarget, Store
+from bot.ports import Budget, OutFile, ReplyTarget, Store
 from bot.types import TextPart, TurnUpdate
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class TrackedTarget:
         self.turn_id = turn_id
         self.max_chars = target.max_chars
         self.budget: Budget = target.budget
+        self.markup = target.markup
         # What the stored turn holds: a placeholder posted before the turn was stored is
         # already in the target's ids, and must still be saved.
         self._saved: tuple[str, ...] = tuple(saved)
@@ -85,6 +86,10 @@ class TrackedTarget:
             await self.target.fail(user_message)
         finally:
             await self._save_ids()
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Files after the text."""
+        await self.target.attach(files)
 
 
 class Checkpointer:

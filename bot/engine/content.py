@@ -10,7 +10,17 @@ from datetime import UTC, datetime, timedelta
 from bot.attachments import estimate_tokens, human_size, sniff
 from bot.errors import AttachmentError
 from bot.ports import ChatModel, FileData, InlineData, ModelContent, ModelPart, Store
-from bot.types import FilePart, IncomingMessage, Part, TextPart, Turn
+from bot.types import (
+    CodeOutputPart,
+    CodePart,
+    FilePart,
+    GroundingPart,
+    IncomingMessage,
+    LinksPart,
+    Part,
+    TextPart,
+    Turn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +34,30 @@ CUT_SHORT = "\n\n[reply cut short]"
 
 def estimate(parts: tuple[Part, ...] | list[Part]) -> int:
     """Rough token count of parts (text by length, files by kind and size)."""
-    return sum(
-        estimate_tokens(text=p.text)
-        if isinstance(p, TextPart)
-        else estimate_tokens(mime_type=p.mime_type, size=p.size)
-        for p in parts
-    )
+    total = 0
+    for p in parts:
+        if isinstance(p, FilePart):
+            total += estimate_tokens(mime_type=p.mime_type, size=p.size)
+        elif (text := _as_text(p)) is not None:
+            total += estimate_tokens(text=text)
+    return total
+
+
+def _as_text(p: Part) -> str | None:
+    """What a non-file part says to the model as text (None: nothing)."""
+    if isinstance(p, TextPart):
+        return p.text
+    if isinstance(p, CodePart):
+        return f"\n```{p.language}\n{p.code}\n```\n"
+    if isinstance(p, CodeOutputPart):
+        return f"\n[code output ({p.outcome})]\n```\n{p.output}\n```\n"
+    if isinstance(p, GroundingPart) and p.grounding.sources:
+        lines = [f"{i}. {s.title} {s.uri}" for i, s in enumerate(p.grounding.sources, 1)]
+        return "\n\n[sources of this answer]\n" + "\n".join(lines)
+    if isinstance(p, LinksPart):
+        failed = [f"{link.url} ({link.status})" for link in p.links if link.status != "read"]
+        return f"\n\n[links that could not be read: {', '.join(failed)}]" if failed else None
+    return None
 
 
 class ContentBuilder:
@@ -113,20 +141,27 @@ class ContentBuilder:
         else:
             prefix = ""
         for p in turn.parts:
-            if isinstance(p, TextPart):
-                out.append(prefix + p.text)
+            if isinstance(p, FilePart):
+                out.extend(await self._file(p, generated=turn.role == "model"))
+            elif (text := _as_text(p)) is not None:
+                out.append(prefix + text)
                 prefix = ""
-            else:
-                out.extend(await self._file(p))
         if not out:
             return None
         if turn.role == "model" and turn.status == "partial":
             out.append(CUT_SHORT)
         return ModelContent(turn.role, tuple(out))
 
-    async def _file(self, part: FilePart) -> list[ModelPart]:
+    async def _file(self, part: FilePart, *, generated: bool = False) -> list[ModelPart]:
         """Inline small files; upload big ones once and reuse the URI until near expiry."""
+        # An image the model made itself goes back as its own output, with no label: that
+        # is how a follow-up ("make it blue") edits it.
         label = f"[file: {part.name}]"
+        if generated and part.size <= self.inline_max_bytes:
+            try:
+                return [InlineData(part.mime_type, await self.store.get_blob(part.sha256))]
+            except KeyError:
+                return [f"[{part.name}: no longer available]"]
         if part.size <= self.inline_max_bytes:
             try:
                 data = await self.store.get_blob(part.sha256)

@@ -9,15 +9,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.attachments import estimate_tokens
 from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
 from bot.engine.locks import ThreadLocks
 from bot.engine.outcome import outcome
+from bot.engine.streamed import Streamed
 from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
 from bot.personas import PersonaRegistry
-from bot.ports import ChatModel, Finished, ModelContent, ReplyTarget, Store, TextDelta
+from bot.ports import ChatModel, ModelContent, OutFile, ReplyTarget, Store
 from bot.streaming import EditScheduler, ReplyStream
+from bot.tools import ToolPolicy
 from bot.types import (
     Conversation,
     IncomingMessage,
@@ -25,10 +26,10 @@ from bot.types import (
     Part,
     Persona,
     TextPart,
+    ThreadKey,
     Turn,
     TurnStatus,
     TurnUpdate,
-    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ConversationEngine:
         inline_max_bytes: int = 1024 * 1024,
         max_attachment_bytes: int = 50 * 1024 * 1024,
         delivery_timeout: float = 120.0,
+        tools: ToolPolicy | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -86,6 +88,7 @@ class ConversationEngine:
         self.history_token_budget = history_token_budget
         self.delivery_timeout = delivery_timeout
         self.locks = ThreadLocks()
+        self.tools = tools or ToolPolicy(store)
         self.counters: Counter[str] = Counter()
         self.content = ContentBuilder(
             store=store,
@@ -275,11 +278,11 @@ class ConversationEngine:
         if not turns or turns[-1].id != user_turn.id:
             raise ModelTooLarge("message alone exceeds the history budget")
         contents = await self.content.contents(turns)
-        persona = self._with_thread_note(persona, history.dropped)
+        persona = await self.tools.apply(self._with_thread_note(persona, history.dropped), conv.key)
         target = self.tracked(target, accepted)  # before the first post: ids saved at once
         reply = self.scheduler.open(target)
         reply.append(prefix)
-        state = _Streamed()
+        state = Streamed(target.markup, prefix)
         checkpoint = Checkpointer(
             self.store, conversation_id=conv.id, turn_id=model_turn.id, text=lambda: state.text
         )
@@ -289,13 +292,20 @@ class ConversationEngine:
         finally:
             saver.cancel()
         status, user_note = outcome(state.text, state.finish, state.error, state.cancelled)
-        if not state.text and status == "complete":
+        if state.draft.files and status == "failed" and state.error is None:
+            status = "complete"  # an image-only answer
+        if not state.produced and status == "complete":
             reply.append("(Gemini returned an empty answer.)")
+        body, footer = state.draft.final()
+        if footer or body != reply.text.rstrip():
+            reply.replace(body, footer=footer)
         reply.close(fail_message=user_note)
         # Persist even while being cancelled: a partial reply must not be lost.
         stored = await asyncio.shield(
             self._persist_reply(reply, accepted, state=state, status=status)
         )
+        if state.draft.files and not state.cancelled:
+            await self._attach(target, state.draft.files, conv.key)
         self.counters[f"turns_{stored.status}"] += 1
         result = TurnResult(
             status=stored.status,
@@ -310,13 +320,26 @@ class ConversationEngine:
             raise asyncio.CancelledError
         return result
 
+    async def _attach(self, target: ReplyTarget, files: list[OutFile], key: ThreadKey) -> None:
+        """Post the reply's files after its text; a refusal is told, not raised."""
+        try:
+            await target.attach(files)
+            self.counters["files_posted"] += len(files)
+        except BotError as exc:
+            log.warning("files of the reply on %s not posted: %s", key, exc)
+            await self._quiet_fail(target, exc.user_message)
+        except Exception as exc:
+            log.warning("files of the reply on %s not posted: %r", key, exc)
+            names = ", ".join(f.name for f in files)
+            await self._quiet_fail(target, f"I could not post {names} here.")
+
     async def _stream(
         self,
         persona: Persona,
         contents: list[ModelContent],
         turns: list[Turn],
         reply: ReplyStream,
-        state: _Streamed,
+        state: Streamed,
     ) -> None:
         """Run the model into `reply`, recording text, finish, usage and errors in `state`."""
         try:
@@ -325,14 +348,10 @@ class ConversationEngine:
                     async for event in self.model.stream(
                         persona=persona, history=contents[:-1], message=contents[-1]
                     ):
-                        if isinstance(event, TextDelta):
-                            state.text += event.text
-                            reply.append(event.text)
-                        elif isinstance(event, Finished):
-                            state.finish, state.usage = event.finish_reason, event.usage
+                        await state.apply(event, reply, self.store)
                     return
                 except ModelFileUnavailable:
-                    if attempt == 2 or state.text:
+                    if attempt == 2 or state.produced:
                         raise
                     # The provider lost a file early: upload it again from our bytes, once.
                     await self.content.expire_remote_files(turns)
@@ -346,7 +365,7 @@ class ConversationEngine:
             state.error = BotError(repr(exc))
 
     async def _persist_reply(
-        self, reply: ReplyStream, accepted: Accepted, *, state: _Streamed, status: TurnStatus
+        self, reply: ReplyStream, accepted: Accepted, *, state: Streamed, status: TurnStatus
     ) -> Turn:
         """Wait for delivery (so message ids are known), then finish the model turn."""
         error = "interrupted" if state.cancelled else (str(state.error) if state.error else None)
@@ -357,12 +376,13 @@ class ConversationEngine:
             # What the user sees is not the whole answer: never store it as complete.
             status = "partial" if state.text else "failed"
             error = f"delivery failed: {reply.error!r}"
+        parts = state.draft.parts()
         change = TurnUpdate(
-            parts=(TextPart(state.text),) if state.text else (),
+            parts=parts,
             status=status,
             finish_reason=state.finish,
             usage=state.usage,
-            token_estimate=state.usage.output_tokens or estimate_tokens(text=state.text),
+            token_estimate=state.usage.output_tokens or estimate(parts),
             message_ids=tuple(reply.target.message_ids),
             error=error[:1000] if error else None,
         )
@@ -411,16 +431,3 @@ class ConversationEngine:
         reply = self.scheduler.open(target)
         reply.close(fail_message=message)
         await reply.wait(self.delivery_timeout)
-
-
-class _Streamed:
-    """What a model stream produced so far."""
-
-    __slots__ = ("cancelled", "error", "finish", "text", "usage")
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.finish: str | None = None
-        self.usage = Usage()
-        self.error: BotError | None = None
-        self.cancelled = False

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from bot.errors import BotError, ModelBlocked
+from bot.model_events import STOPPED_BY_POLICY
 from bot.types import TurnStatus
 
-BLOCK_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST", "IMAGE_SAFETY"}
-)
 INTERRUPTED = "The bot restarted before this reply was finished; ask again to continue."
 
 
@@ -21,13 +19,13 @@ def outcome(
         if text:
             return "partial", f"The reply was cut short: {error.user_message}"
         return "failed", error.user_message
-    if finish in BLOCK_REASONS:
-        blocked = ModelBlocked(reason=finish or "SAFETY")
+    if finish in STOPPED_BY_POLICY:
+        blocked = ModelBlocked(reason=(finish or "safety").upper())
         if text:
-            return "partial", f"Gemini stopped this reply early ({finish.lower()})."
+            return "partial", f"Gemini stopped this reply early ({finish})."
         return "failed", blocked.user_message
-    if finish == "MAX_TOKENS":
+    if finish == "max_tokens":
         return "partial", "The reply reached the maximum length and was cut off."
-    if finish not in (None, "STOP", "FINISH_REASON_UNSPECIFIED") and not text:
-        return "failed", f"Gemini returned no answer ({finish.lower()})."
+    if finish not in (None, "stop") and not text:
+        return "failed", f"Gemini returned no answer ({finish})."
     return "complete", None

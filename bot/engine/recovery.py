@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from bot.ports import Adapter, Budget, ReplyTarget
+from bot.ports import Adapter, Budget, OutFile, ReplyTarget
 from bot.types import PendingReply, ThreadKey, TurnStatus, TurnUpdate
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class _Recovered:
         self.target = target
         self.max_chars = target.max_chars
         self.budget: Budget = target.budget
+        self.markup = target.markup
         self.existing = existing
         self.used = -1
 
@@ -62,6 +63,9 @@ class _Recovered:
 
     async def fail(self, user_message: str) -> None:
         await self.target.fail(user_message)
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        await self.target.attach(files)
 
 
 # How long recovery waits for a platform to connect before it gives up on a reply (stored

@@ -245,7 +245,7 @@ async def test_safety_stop_after_some_text(engine, fake_gemini) -> None:
     fake_gemini.enqueue(Reply(["Some text"], finish_reason="SAFETY"))
     t = target()
     r = await engine.handle(msg("q"), t)
-    assert r.status == "partial" and r.finish_reason == "SAFETY"
+    assert r.status == "partial" and r.finish_reason == "safety"
     assert t.calls[-1].text == "Gemini stopped this reply early (safety)."
 
 
@@ -256,7 +256,7 @@ async def test_max_tokens(engine, fake_gemini) -> None:
     assert r.status == "partial"
     assert t.visible() == ["long answer"]
     assert t.calls[-1].text == "The reply reached the maximum length and was cut off."
-    assert (await turns(engine))[-1].finish_reason == "MAX_TOKENS"
+    assert (await turns(engine))[-1].finish_reason == "max_tokens"
 
 
 async def test_too_large(engine, fake_gemini) -> None:

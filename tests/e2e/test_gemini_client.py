@@ -70,7 +70,7 @@ async def test_stream_events_and_usage(gemini, fake_gemini) -> None:
     events = await collect(gemini, ModelContent("user", ("x" * 400,)))
     assert events[:3] == [TextDelta("a"), TextDelta("b"), TextDelta("c")]
     assert isinstance(events[-1], Finished)
-    assert events[-1].finish_reason == "STOP"
+    assert events[-1].finish_reason == "stop"
     assert events[-1].usage.prompt_tokens == 100
 
 

@@ -84,6 +84,13 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
             output_tokens=1,
             thinking=False,
         ),
+        model_resource(
+            "gemini-3.1-flash-image-preview",
+            "Nano Banana 2",
+            version="3.1-flash-image-preview-02-2026",
+            output_tokens=32_768,
+            thinking=False,
+        ),
         model_resource(TEST_MODEL, "Gemini Test (fake)", description="The fake's test model."),
     )
 }

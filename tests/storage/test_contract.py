@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.errors import AttachmentError
-from bot.types import Author, FilePart, NewTurn, RemoteFile, TextPart, ThreadKey, Usage
+from bot.types import (
+    Author,
+    FilePart,
+    Grounding,
+    GroundingPart,
+    NewTurn,
+    RemoteFile,
+    Source,
+    TextPart,
+    ThreadKey,
+    Usage,
+)
 
 KEY = ThreadKey("slack", "T1", "C1", "1700000000.000100")
 ADA = Author("U1", "Ada")
@@ -40,10 +51,10 @@ async def test_turns_round_trip_with_all_fields(store) -> None:
         conv.id,
         NewTurn(
             "model",
-            (TextPart("a cat"),),
+            (TextPart("a cat"), GroundingPart(Grounding((Source("S", "https://s.test"),)))),
             status="partial",
-            finish_reason="MAX_TOKENS",
-            usage=Usage(300, 3),
+            finish_reason="max_tokens",
+            usage=Usage(300, 3, 120, 40),
             token_estimate=3,
             message_ids=("1.1", "1.2"),
             error="cut",
@@ -57,8 +68,8 @@ async def test_turns_round_trip_with_all_fields(store) -> None:
     assert got2.author is None
     assert (got2.status, got2.finish_reason, got2.usage, got2.message_ids, got2.error) == (
         "partial",
-        "MAX_TOKENS",
-        Usage(300, 3),
+        "max_tokens",
+        Usage(300, 3, 120, 40),
         ("1.1", "1.2"),
         "cut",
     )
@@ -132,6 +143,23 @@ async def test_channel_default_persona(store) -> None:
     assert await store.get_channel_persona("slack", "T1", "C1") is None
 
 
+async def test_channel_tools_off_beside_the_persona(store) -> None:
+    assert await store.get_channel_tools_off("slack", "T1", "C1") == frozenset()
+    await store.set_channel_persona("slack", "T1", "C1", "coder")
+    await store.set_channel_tools_off(
+        "slack", "T1", "C1", frozenset({"google_search", "url_context"})
+    )
+    await store.set_channel_persona("slack", "T1", "C1", "editor")
+    assert await store.get_channel_tools_off("slack", "T1", "C1") == {
+        "google_search",
+        "url_context",
+    }
+    assert await store.get_channel_persona("slack", "T1", "C1") == "editor"
+    await store.set_channel_tools_off("slack", "T1", "C1", frozenset())
+    assert await store.get_channel_tools_off("slack", "T1", "C1") == frozenset()
+    assert await store.get_channel_tools_off("slack", "T1", "C2") == frozenset()
+
+
 async def test_events_deduplicate_and_prune(store) -> None:
     assert await store.mark_event("slack", "Ev1")
     assert not await store.mark_event("slack", "Ev1")
@@ -151,10 +179,11 @@ async def test_concurrent_marks_let_exactly_one_caller_through(store) -> None:
 
 async def test_usage_accumulates_per_user_per_day(store) -> None:
     await store.add_usage("slack", "U1", day="2026-11-21", usage=Usage(100, 10))
-    await store.add_usage("slack", "U1", day="2026-11-21", usage=Usage(50, 5))
+    await store.add_usage("slack", "U1", day="2026-11-21", usage=Usage(50, 5, 30, 20))
     await store.add_usage("slack", "U1", day="2026-11-22", usage=Usage(1, 1))
     u = await store.get_usage("slack", "U1", day="2026-11-21")
     assert (u.turns, u.prompt_tokens, u.output_tokens) == (2, 150, 15)
+    assert (u.tool_tokens, u.cached_tokens) == (30, 20)
     assert (await store.get_usage("slack", "U2", day="2026-11-21")).turns == 0
 
 

@@ -90,4 +90,4 @@ def test_unknown_persona_has_a_user_message() -> None:
     reg = load_personas(ROOT / "personas.toml", default="assistant")
     with pytest.raises(UnknownPersona) as err:
         reg.get("pirate")
-    assert "Choose one of: assistant" in err.value.user_message
+    assert "Choose one of: analyst, assistant" in err.value.user_message

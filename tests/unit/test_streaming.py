@@ -482,3 +482,44 @@ async def test_one_off_call_limiters_are_swept(clock, scheduler) -> None:
     await clock.advance(SWEEP_EVERY + 1)
     await scheduler.call(Budget("other", rate=1.0), post)
     assert "post" not in remembered(scheduler)[1]
+
+
+async def test_status_line_shows_until_text_replaces_it_at_once(clock, scheduler) -> None:
+    # Spacing would hold an intermediate edit back; text replacing a status is a first text.
+    budget = Budget("b", rate=1.0, burst=5, reserve=2, spacing=1.0)
+    target = RecordingTarget(clock, budget=budget)
+    reply = scheduler.open(target)
+    reply.status("_Searching the web…_")
+    await clock.settle()
+    reply.append("Found it")
+    await clock.settle()
+    assert [(c.text, c.at) for c in target.calls] == [
+        ("_Searching the web…_", 0.0),
+        ("Found it", 0.0),
+    ]
+    reply.status("_Running code…_")  # after text: a transient last line
+    await clock.advance(1.5)
+    assert target.calls[-1].text == "Found it\n\n_Running code…_"
+    reply.append(" and more")
+    reply.close()
+    await clock.advance(3)
+    assert target.visible() == ["Found it and more"]
+
+
+async def test_replace_adds_markers_and_keeps_the_footer_in_the_last_message(
+    clock, scheduler
+) -> None:
+    target = RecordingTarget(clock, budget=Budget("b", rate=100.0, burst=10), max_chars=100)
+    reply = scheduler.open(target)
+    text = " ".join(f"w{i}" for i in range(40))  # 149 chars: two messages
+    reply.append(text)
+    await clock.advance(1)
+    footer = "Sources:\n[1] [Docs](https://d.test/a)"
+    reply.replace(text.replace("w5 ", "w5[1] "), footer=footer)
+    reply.close()
+    await clock.advance(2)
+    parts = target.visible()
+    assert all(len(p) <= 100 for p in parts)
+    assert "w5[1]" in parts[0]
+    assert parts[-1].endswith(footer) and all(footer not in p for p in parts[:-1])
+    assert " ".join(" ".join(parts).replace(footer, "").split()) == text.replace("w5", "w5[1]")
