@@ -1,6 +1,9 @@
 """A fake Slack on 127.0.0.1: the Web API methods the adapter uses, with Slack's limits,
 file downloads that need the bot token, and a driver that sends signed events, slash
 commands and shortcuts to the service over HTTP.
+
+Message reads, channels and membership live in `slack_history`, files and the external
+upload flow in `slack_files`; `FakeSlack` puts them together.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,15 +21,49 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes.slack_files import FilesMixin, Upload
+from tests.fakes.slack_history import (
+    Call,
+    HistoryMixin,
+    Message,
+    api_err,
+    api_ok,
+    format_ts,
+    ts_key,
+)
+
+__all__ = [
+    "APP_TOKEN",
+    "BOT_ID",
+    "BOT_TOKEN",
+    "BOT_USER",
+    "GENERAL",
+    "SIGNING_SECRET",
+    "TEAM",
+    "Call",
+    "FakeSlack",
+    "Message",
+    "SlackDriver",
+    "Upload",
+]
+
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
+GENERAL = "C1GEN"
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
-TEXT_LIMIT = 40_000
-MARKDOWN_BLOCK_LIMIT = 12_000
+TEXT_LIMIT = 40_000  # chat.postMessage: Slack truncates text past 40,000 chars; here an error
+MARKDOWN_BLOCK_LIMIT = 12_000  # all markdown blocks of one payload, cumulative
+MAX_BLOCKS = 50  # blocks in a message
+SECTION_TEXT_LIMIT = 3_000  # a section block's text
+SECTION_FIELDS = 10  # a section block's fields, each at most 2,000 chars
+SECTION_FIELD_LIMIT = 2_000
+HEADER_TEXT_LIMIT = 150
+TIER3 = (50 / 60, 10, "team")  # 50+ per minute, per workspace
+TIER4 = (100 / 60, 20, "team")  # 100+ per minute, per workspace
 
 
 class Bucket:
@@ -49,53 +85,58 @@ class Bucket:
         return (1 - self.tokens) / self.rate
 
 
-@dataclass
-class Call:
-    method: str
-    args: dict[str, Any]
-    at: float
-    status: int = 200
-    error: str | None = None
+def block_errors(blocks: list[Any]) -> list[str]:
+    """Why Slack would answer invalid_blocks for these blocks (empty when it would not)."""
+    if len(blocks) > MAX_BLOCKS:
+        return [f"[ERROR] no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]
+    out: list[str] = []
+    markdown = 0
+    for i, b in enumerate(blocks):
+        if not isinstance(b, dict):
+            out.append(f"[ERROR] must be an object [json-pointer:/blocks/{i}]")
+            continue
+        kind = b.get("type")
+        text = b.get("text")
+        body = str(text.get("text", "")) if isinstance(text, dict) else str(text or "")
+        if kind == "markdown":
+            markdown += len(body)
+        elif kind == "section":
+            if len(body) > SECTION_TEXT_LIMIT:
+                out.append(
+                    f"[ERROR] must be less than {SECTION_TEXT_LIMIT + 1} characters "
+                    f"[json-pointer:/blocks/{i}/text/text]"
+                )
+            fields = b.get("fields") or []
+            if len(fields) > SECTION_FIELDS:
+                out.append(
+                    f"[ERROR] no more than {SECTION_FIELDS} items allowed "
+                    f"[json-pointer:/blocks/{i}/fields]"
+                )
+            for j, f in enumerate(fields):
+                if isinstance(f, dict) and len(str(f.get("text", ""))) > SECTION_FIELD_LIMIT:
+                    out.append(
+                        f"[ERROR] must be less than {SECTION_FIELD_LIMIT + 1} characters "
+                        f"[json-pointer:/blocks/{i}/fields/{j}/text]"
+                    )
+        elif kind == "header" and len(body) > HEADER_TEXT_LIMIT:
+            out.append(
+                f"[ERROR] must be less than {HEADER_TEXT_LIMIT + 1} characters "
+                f"[json-pointer:/blocks/{i}/text/text]"
+            )
+    if markdown > MARKDOWN_BLOCK_LIMIT:
+        out.append(
+            f"[ERROR] markdown blocks must total less than {MARKDOWN_BLOCK_LIMIT + 1} "
+            "characters [json-pointer:/blocks]"
+        )
+    return out
 
 
-@dataclass
-class Message:
-    channel: str
-    ts: str
-    user: str
-    text: str
-    thread_ts: str | None = None
-    blocks: list[Any] = field(default_factory=list)
-    bot_id: str | None = None
-    files: list[dict[str, Any]] = field(default_factory=list)
-    history: list[str] = field(default_factory=list)
-
-    def as_api(self, *, in_thread: bool) -> dict[str, Any]:
-        """The message as conversations.replies / conversations.history return it."""
-        out: dict[str, Any] = {
-            "type": "message",
-            "user": self.user,
-            "text": self.text,
-            "ts": self.ts,
-        }
-        if in_thread:
-            out["thread_ts"] = self.thread_ts or self.ts
-        if self.bot_id:
-            out["bot_id"] = self.bot_id
-        if self.files:
-            out["files"] = self.files
-        return out
-
-    def visible(self) -> str:
-        for b in self.blocks:
-            if b.get("type") == "markdown":
-                return str(b.get("text", ""))
-        return self.text
-
-
-class FakeSlack:
+class FakeSlack(HistoryMixin, FilesMixin):
     """Web API + files + response URLs. Limits: chat.postMessage ~1/s per channel (burst 3),
-    chat.update 50/min per workspace (burst 5), chat.appendStream 100/min per workspace."""
+    chat.update 50/min per workspace (burst 5), chat.appendStream 100/min per workspace,
+    conversations.history / .replies / .info Tier 3 (50/min per workspace, burst 10),
+    conversations.members, chat.postEphemeral and the upload methods Tier 4 (100/min,
+    burst 20). Every entry of `limits` can be changed by a test."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -114,19 +155,41 @@ class FakeSlack:
                 "profile": {"display_name": "", "real_name": "Bob Builder"},
             },
         }
+        self.bot_user, self.bot_id, self.team_id = BOT_USER, BOT_ID, TEAM
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.uploads: dict[str, Upload] = {}  # files.getUploadURLExternal tickets
+        self._file_seq = 0
         self.responses: list[dict[str, Any]] = []
+        self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral
+        self.statuses: list[tuple[str, str, str]] = []  # (channel, thread_ts, status)
+        self.channels: dict[str, dict[str, Any]] = {}  # channel -> {id, name, is_private}
+        self.channel_members: dict[str, set[str]] = {}  # no entry: everybody, bot included
+        self.add_channel(GENERAL, "general")  # every workspace has its #general
         self.buckets: dict[tuple[str, str], Bucket] = {}
-        self.limits = {
+        self.limits: dict[str, tuple[float, int, str]] = {
             "chat.postMessage": (1.0, 3, "channel"),
             "chat.update": (50 / 60, 5, "team"),
             "chat.appendStream": (100 / 60, 10, "team"),
+            "conversations.history": TIER3,
+            "conversations.replies": TIER3,
+            "conversations.info": TIER3,
+            "conversations.members": TIER4,
+            "chat.postEphemeral": TIER4,
+            "files.getUploadURLExternal": TIER4,
+            "files.completeUploadExternal": TIER4,
+        }
+        # method -> (default, max) of `limit` in cursor-paged reads
+        self.page_limits: dict[str, tuple[int, int]] = {
+            "conversations.history": (100, 999),
+            "conversations.replies": (100, 1000),
+            "conversations.members": (100, 1000),
         }
         self.forced_429: dict[str, int] = defaultdict(int)
         self.delays: dict[str, float] = {}  # method -> seconds before it answers
         self.channel_team: dict[str, str] = {}  # channel -> workspace, for per-team limits
         self.files_scope = True  # False: downloads get the login page, as without files:read
         self._ts = itertools.count(1)
+        self._last_us = 0  # newest ts handed out or seeded, in microseconds
         self._envelopes = itertools.count(1)
         self.sockets: list[web.WebSocketResponse] = []
         self.acks: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -142,6 +205,7 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # slack-sdk reads with GET + query
         app.router.add_get("/files/{id}/{name}", self._download)
         app.router.add_post("/response/{id}", self._response)
+        app.router.add_post("/upload/v1/{id}", self._upload)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -163,7 +227,11 @@ class FakeSlack:
     # -- test helpers ------------------------------------------------------
 
     def next_ts(self) -> str:
-        return f"{1_700_000_000 + next(self._ts)}.000100"
+        """A new ts: 1700000001.000100, 1700000002.000100, ... and always after any ts
+        seeded or handed out before (as Slack's are)."""
+        us = (1_700_000_000 + next(self._ts)) * 1_000_000 + 100
+        self._last_us = us = max(us, self._last_us + 1)
+        return format_ts(us)
 
     def add_message(
         self,
@@ -173,32 +241,16 @@ class FakeSlack:
         thread_ts: str | None = None,
         files: list[dict[str, Any]] | None = None,
     ) -> Message:
-        m = Message(channel, self.next_ts(), user, text, thread_ts, files=files or [])
-        self.messages[(channel, m.ts)] = m
-        return m
-
-    def add_file(
-        self,
-        name: str,
-        data: bytes,
-        *,
-        mimetype: str = "application/octet-stream",
-        check_file_info: bool = False,
-    ) -> dict[str, Any]:
-        fid = f"F{len(self.files) + 1:04d}"
-        info = {
-            "id": fid,
-            "name": name,
-            "title": name,
-            "mimetype": mimetype,
-            "size": len(data),
-            "url_private": f"{self.base_url}/files/{fid}/{name}",
-            "url_private_download": f"{self.base_url}/files/{fid}/{name}",
-        }
-        self.files[fid] = (info, data)
-        if check_file_info:
-            return {"id": fid, "file_access": "check_file_info"}
-        return dict(info)
+        m = Message(
+            channel,
+            self.next_ts(),
+            user,
+            text,
+            thread_ts,
+            files=files or [],
+            subtype="file_share" if files else None,
+        )
+        return self._store(m)
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -210,14 +262,14 @@ class FakeSlack:
                 for m in self.messages.values()
                 if m.channel == channel and (m.thread_ts == thread_ts or m.ts == thread_ts)
             ),
-            key=lambda m: float(m.ts),
+            key=lambda m: ts_key(m.ts),
         )
 
     def bot_messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
         out = [m for m in self.messages.values() if m.channel == channel and m.user == BOT_USER]
         if thread_ts is not None:
             out = [m for m in out if m.thread_ts == thread_ts]
-        return sorted(out, key=lambda m: float(m.ts))
+        return sorted(out, key=lambda m: ts_key(m.ts))
 
     def sent_texts(self) -> list[str]:
         """Every text the bot asked Slack to show: posts, edits and stream chunks, with
@@ -236,13 +288,8 @@ class FakeSlack:
 
     # -- handlers ----------------------------------------------------------
 
-    @staticmethod
-    def _ok(**data: Any) -> web.Response:
-        return web.json_response({"ok": True, **data})
-
-    @staticmethod
-    def _err(error: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-        return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+    _ok = staticmethod(api_ok)
+    _err = staticmethod(api_err)
 
     async def _args(self, request: web.Request) -> dict[str, Any]:
         data: dict[str, Any] = dict(request.query)
@@ -272,7 +319,7 @@ class FakeSlack:
                 wait = 1.0
             elif limit is not None:
                 rate, burst, scope = limit
-                channel = str(args.get("channel"))
+                channel = str(args.get("channel") or args.get("channel_id"))
                 key = (
                     method,
                     channel if scope == "channel" else self.channel_team.get(channel, TEAM),
@@ -299,14 +346,18 @@ class FakeSlack:
         if len(text) > TEXT_LIMIT:
             return "msg_too_long"
         blocks = args.get("blocks") or []
-        if len(blocks) > 50:
+        if block_errors(blocks):
             return "invalid_blocks"
-        for b in blocks:
-            if b.get("type") == "markdown" and len(b.get("text", "")) > MARKDOWN_BLOCK_LIMIT:
-                return "invalid_blocks"
         if not text and not blocks and not args.get("markdown_text"):
             return "no_text"
         return None
+
+    def _content_error(self, args: dict[str, Any]) -> web.Response | None:
+        err = self._check_content(args)
+        if err is None:
+            return None
+        messages = block_errors(args.get("blocks") or []) if err == "invalid_blocks" else None
+        return self._err(err, messages=messages)
 
     async def _apps_connections_open(self, args: dict[str, Any]) -> web.Response:
         return self._ok(url=self.base_url.replace("http://", "ws://") + "/socket")
@@ -365,8 +416,8 @@ class FakeSlack:
         )
 
     async def _chat_postMessage(self, args: dict[str, Any]) -> web.Response:
-        if (err := self._check_content(args)) is not None:
-            return self._err(err)
+        if (resp := self._content_error(args)) is not None:
+            return resp
         m = Message(
             str(args["channel"]),
             self.next_ts(),
@@ -376,8 +427,10 @@ class FakeSlack:
             list(args.get("blocks") or []),
             BOT_ID,
         )
+        if m.thread_ts and str(args.get("reply_broadcast", "")).lower() in ("1", "true"):
+            m.subtype = "thread_broadcast"
         m.history.append(m.visible())
-        self.messages[(m.channel, m.ts)] = m
+        self._store(m)
         return self._ok(channel=m.channel, ts=m.ts, message={"text": m.text, "ts": m.ts})
 
     async def _chat_update(self, args: dict[str, Any]) -> web.Response:
@@ -386,8 +439,8 @@ class FakeSlack:
             return self._err("message_not_found")
         if m.user != BOT_USER:
             return self._err("cant_update_message")
-        if (err := self._check_content(args)) is not None:
-            return self._err(err)
+        if (resp := self._content_error(args)) is not None:
+            return resp
         m.text = str(args.get("text") or "")
         m.blocks = list(args.get("blocks") or [])
         m.history.append(m.visible())
@@ -408,7 +461,7 @@ class FakeSlack:
             BOT_ID,
         )
         m.history.append(m.text)
-        self.messages[(m.channel, m.ts)] = m
+        self._store(m)
         return self._ok(channel=m.channel, ts=m.ts)
 
     async def _chat_appendStream(self, args: dict[str, Any]) -> web.Response:
@@ -429,18 +482,6 @@ class FakeSlack:
         m.text += str(args.get("markdown_text") or "")
         return self._ok(channel=m.channel, ts=m.ts, message={"text": m.text})
 
-    async def _conversations_replies(self, args: dict[str, Any]) -> web.Response:
-        msgs = self.thread(str(args["channel"]), str(args["ts"]))
-        return self._ok(messages=[m.as_api(in_thread=True) for m in msgs], has_more=False)
-
-    async def _conversations_history(self, args: dict[str, Any]) -> web.Response:
-        channel = str(args["channel"])
-        msgs = sorted(
-            (m for m in self.messages.values() if m.channel == channel and m.thread_ts is None),
-            key=lambda m: -float(m.ts),
-        )
-        return self._ok(messages=[m.as_api(in_thread=False) for m in msgs], has_more=False)
-
     async def _users_info(self, args: dict[str, Any]) -> web.Response:
         user = self.users.get(str(args.get("user")))
         return self._ok(user=user) if user else self._err("user_not_found")
@@ -449,14 +490,51 @@ class FakeSlack:
         f = self.files.get(str(args.get("file")))
         return self._ok(file=f[0]) if f else self._err("file_not_found")
 
-    async def _chat_getPermalink(self, args: dict[str, Any]) -> web.Response:
-        return self._ok(
-            permalink="https://test.slack.com/archives/"
-            f"{args['channel']}/p{str(args['message_ts']).replace('.', '')}"
-        )
-
     async def _assistant_threads_setStatus(self, args: dict[str, Any]) -> web.Response:
+        self.statuses.append(
+            (
+                str(args.get("channel_id") or ""),
+                str(args.get("thread_ts") or ""),
+                str(args.get("status") or ""),
+            )
+        )
         return self._ok()
+
+    async def _chat_postEphemeral(self, args: dict[str, Any]) -> web.Response:
+        channel, user = str(args.get("channel") or ""), str(args.get("user") or "")
+        if not user:
+            return self._err("invalid_arguments")
+        if (err := self._access(channel)) is not None:
+            return self._err(err)
+        if not self.is_member(channel, user):
+            return self._err("user_not_in_channel")
+        if (resp := self._content_error(args)) is not None:
+            return resp
+        ts = self.next_ts()
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "text": str(args.get("text") or ""),
+                "blocks": list(args.get("blocks") or []),
+                "thread_ts": args.get("thread_ts") or None,
+                "message_ts": ts,
+            }
+        )
+        return self._ok(message_ts=ts)
+
+    async def _team_info(self, args: dict[str, Any]) -> web.Response:
+        team = str(args.get("team") or TEAM)
+        return self._ok(
+            team={
+                "id": team,
+                "name": "Test",
+                "domain": "test",
+                "email_domain": "",
+                "url": "https://test.slack.com/",
+                "icon": {"image_default": True},
+            }
+        )
 
     async def _assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> web.Response:
         return self._ok()
@@ -488,6 +566,7 @@ class SlackDriver:
         self.url = events_url
         self.verifier = SignatureVerifier(secret)
         self._ids = itertools.count(1)
+        self.last_response_url = ""
         self.session = aiohttp.ClientSession()
 
     async def close(self) -> None:
@@ -582,47 +661,75 @@ class SlackDriver:
         out["type"] = "app_mention"
         return out
 
+    def _user_name(self, user: str) -> str:
+        return str(self.fake.users.get(user, {}).get("name") or user.lower())
+
+    def _channel_name(self, channel: str) -> str:
+        if channel.startswith("D"):
+            return "directmessage"
+        info = self.fake.channels.get(channel)
+        if info is None:
+            return "general"
+        return "privategroup" if info.get("is_private") else str(info["name"])
+
     async def command(
-        self, command: str, text: str = "", *, user: str = "U1ADA", channel: str = "C1GEN"
+        self,
+        command: str,
+        text: str = "",
+        *,
+        user: str = "U1ADA",
+        channel: str = "C1GEN",
+        team: str = TEAM,
     ) -> tuple[int, str]:
+        """A slash command as Slack posts it (form-encoded). Slack sends no thread_ts: a
+        command typed in a thread's reply box cannot be told from one in the channel.
+        The response_url is `self.last_response_url` (answers land in `fake.responses`)."""
         rid = f"r{next(self._ids)}"
+        name = self._channel_name(channel)
+        self.fake._register(channel)
+        self.last_response_url = f"{self.fake.base_url}/response/{rid}"
         form = {
             "token": "legacy",
-            "team_id": TEAM,
+            "team_id": team,
             "team_domain": "test",
             "channel_id": channel,
-            "channel_name": "general",
+            "channel_name": name,
             "user_id": user,
-            "user_name": "ada",
+            "user_name": self._user_name(user),
             "command": command,
             "text": text,
             "api_app_id": "A0APP",
-            "response_url": f"{self.fake.base_url}/response/{rid}",
+            "is_enterprise_install": "false",
+            "response_url": self.last_response_url,
             "trigger_id": f"t{rid}",
         }
         return await self.post(urlencode(form), "application/x-www-form-urlencoded")
 
     async def shortcut(
-        self, callback_id: str, message: Message, *, user: str = "U1ADA"
+        self, callback_id: str, message: Message, *, user: str = "U1ADA", team: str = TEAM
     ) -> tuple[int, str]:
+        """A message shortcut (`message_action`) used on `message`; the message is shown as
+        the Web API shows it (thread_ts on replies and on thread parents, files, bot_id)."""
         rid = f"r{next(self._ids)}"
+        self.last_response_url = f"{self.fake.base_url}/response/{rid}"
         payload = {
             "type": "message_action",
             "callback_id": callback_id,
             "trigger_id": f"t{rid}",
-            "team": {"id": TEAM, "domain": "test"},
-            "user": {"id": user, "name": "ada", "team_id": TEAM},
-            "channel": {"id": message.channel, "name": "general"},
-            "message": {
-                "type": "message",
-                "user": message.user,
-                "ts": message.ts,
-                "text": message.text,
-                **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
-                **({"files": message.files} if message.files else {}),
+            "action_ts": f"{time.time():.6f}",
+            "team": {"id": team, "domain": "test"},
+            "user": {
+                "id": user,
+                "username": self._user_name(user),
+                "name": self._user_name(user),
+                "team_id": team,
             },
+            "channel": {"id": message.channel, "name": self._channel_name(message.channel)},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "message": self.fake.message_api(message),
             "message_ts": message.ts,
-            "response_url": f"{self.fake.base_url}/response/{rid}",
+            "response_url": self.last_response_url,
             "api_app_id": "A0APP",
             "token": "legacy",
         }
