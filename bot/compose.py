@@ -21,6 +21,7 @@ from bot.personas import PersonaRegistry, load_personas
 from bot.ports import Adapter, Store
 from bot.settings import Settings
 from bot.streaming import EditScheduler
+from bot.tools import ToolPolicy
 
 log = logging.getLogger("gemini-bot")
 
@@ -87,6 +88,7 @@ def build_engine(settings: Settings, *, store: Store, model: GeminiChatModel) ->
         history_token_budget=settings.HISTORY_TOKEN_BUDGET,
         inline_max_bytes=settings.INLINE_MAX_BYTES,
         max_attachment_bytes=settings.ATTACHMENT_MAX_BYTES,
+        tools=ToolPolicy(store, allowed=settings.tools_allowed),
     )
 
 

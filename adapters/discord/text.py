@@ -10,6 +10,8 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE = re.compile(r"<@&(\d+)>")
 _CHANNEL = re.compile(r"<#(\d+)>")
 _EMOJI = re.compile(r"<a?:(\w+):\d+>")
+# <https://…> is Discord's way to post a link without an embed; the model wants the URL.
+_NO_EMBED = re.compile(r"<(https?://[^\s<>]+)>")
 
 
 def readable(text: str, *, bot_id: str, names: Mapping[str, str]) -> str:
@@ -24,6 +26,7 @@ def readable(text: str, *, bot_id: str, names: Mapping[str, str]) -> str:
     text = _ROLE.sub("@role", text)
     text = _CHANNEL.sub("#channel", text)
     text = _EMOJI.sub(r":\1:", text)
+    text = _NO_EMBED.sub(r"\1", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 

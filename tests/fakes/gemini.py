@@ -7,6 +7,12 @@ and injected faults. Every request is recorded.
 Models: the fake knows a set of models (`FakeGemini(models=...)`, default `DEFAULT_MODELS`)
 and answers any other one, on every model route, with Gemini's 404 NOT_FOUND. A test
 retires a model mid-run with `retire(name)`.
+
+Tools and image output (the shapes live in tests/fakes/gemini_tools.py): a `Reply` may hold
+`types.Part` chunks (code, code results, inline images) and grounding / URL context metadata;
+`grounded(...)` builds a Search-grounded reply. With nothing scripted the fake answers the
+request's tools itself (see `FakeGemini.auto`). Requests are checked like Gemini does: an
+unknown Tool field, or IMAGE output from a model not in `image_models`, is a 400.
 """
 
 from __future__ import annotations
@@ -24,12 +30,58 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from google.genai import types
+
+from tests.fakes.gemini_tools import (
+    COLOURS,
+    Reply,
+    candidate_metadata,
+    chart_png,
+    find_urls,
+    grounded,
+    grounding_metadata,
+    merged_parts,
+    part_json,
+    png,
+    png_color,
+    reply_usage,
+    tool_reply,
+    unknown_tool,
+    url_context_metadata,
+)
+from tests.fakes.gemini_tools import camel as _camel
+
+__all__ = [
+    "API_KEY",
+    "COLOURS",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODELS",
+    "IMAGE_MODEL",
+    "IMAGE_MODELS",
+    "TEST_MODEL",
+    "FakeGemini",
+    "Fault",
+    "Recorded",
+    "Reply",
+    "chart_png",
+    "find_urls",
+    "grounded",
+    "grounding_metadata",
+    "model_resource",
+    "png",
+    "png_color",
+    "url_context_metadata",
+]
 
 API_KEY = "fake-gemini-key"
 
 DEFAULT_MODEL = "gemini-3.8-flash"  # the bot's default GEMINI_MODEL
 # The test harnesses' model name (tests/conftest.py, tests/adapters, bench): known by default.
 TEST_MODEL = "gemini-test"
+# The Gemini API's image-output model ("Nano Banana 2"); only IMAGE_MODELS may be asked for
+# IMAGE output (FakeGemini.image_models, per instance).
+IMAGE_MODEL = "gemini-3.1-flash-image-preview"
+IMAGE_MODELS = frozenset({IMAGE_MODEL})
 GENERATE_METHODS = ("generateContent", "countTokens", "createCachedContent", "batchGenerateContent")
 
 
@@ -77,6 +129,14 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
             "gemini-3.1-pro-preview", "Gemini 3.1 Pro Preview", version="3.1-pro-preview-02-2026"
         ),
         model_resource(
+            IMAGE_MODEL,
+            "Nano Banana 2",
+            version="3.1-flash-image-preview",
+            description="Gemini 3.1 Flash Image Preview: text and image output.",
+            input_tokens=131_072,
+            output_tokens=32_768,
+        ),
+        model_resource(
             "gemini-embedding-001",
             "Gemini Embedding 001",
             methods=("embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"),
@@ -84,30 +144,9 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
             output_tokens=1,
             thinking=False,
         ),
-        model_resource(
-            "gemini-3.1-flash-image-preview",
-            "Nano Banana 2",
-            version="3.1-flash-image-preview-02-2026",
-            output_tokens=32_768,
-            thinking=False,
-        ),
         model_resource(TEST_MODEL, "Gemini Test (fake)", description="The fake's test model."),
     )
 }
-
-
-@dataclass
-class Reply:
-    """A scripted answer: text chunks sent `delay` seconds apart."""
-
-    chunks: list[str]
-    delay: float = 0.0
-    finish_reason: str = "STOP"
-    first_delay: float = 0.0
-    # A stalled stream: after `hold_after` chunks, wait until `hold` is set (a test sets it,
-    # e.g. once the client was killed); a client gone by then gets nothing more.
-    hold_after: int | None = None
-    hold: asyncio.Event | None = None
 
 
 @dataclass
@@ -196,11 +235,29 @@ class Recorded:
         return out
 
     def generation_config(self) -> dict[str, Any]:
+        if not isinstance(self.body, dict):
+            return {}
         return dict(self.body.get("generationConfig") or self.body.get("generation_config") or {})
 
+    def tools(self) -> list[str]:
+        """The Tool fields of the request, camelCase: googleSearch, urlContext, codeExecution..."""
+        tools = self.body.get("tools") if isinstance(self.body, dict) else None
+        return [_camel(k) for t in tools or [] if isinstance(t, dict) for k in t]
 
-def _words(text: str, size: int = 12) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    def response_modalities(self) -> list[str]:
+        """generationConfig.responseModalities, upper-cased (Gemini takes any case)."""
+        gc = self.generation_config()
+        return [
+            str(m).upper()
+            for m in gc.get("responseModalities") or gc.get("response_modalities") or []
+        ]
+
+    def last_user_text(self) -> str:
+        """The text parts of the last user content, joined by newlines."""
+        for c in reversed(self.contents()):
+            if c.get("role", "user") == "user":
+                return "\n".join(p["text"] for p in c.get("parts", []) if "text" in p)
+        return ""
 
 
 class FakeGemini:
@@ -223,7 +280,15 @@ class FakeGemini:
         self.echo_delay = 0.0
         self.first_chunk_at: dict[str, float] = {}  # first text chunk -> when it was sent
         # With nothing scripted: answer from the request (default: echo the last text).
+        # (`auto(rec)` is that default: a responder may call it and adjust the reply.)
         self.responder: Callable[[Recorded], Reply] | None = None
+        # Tools, with nothing scripted: URLs urlContext cannot read / refuses as unsafe,
+        # and whether search grounding links are redirect links (as the real API's are).
+        self.unreadable_urls: set[str] = set()
+        self.unsafe_urls: set[str] = set()
+        self.search_redirect = True
+        # Models that may be asked for IMAGE output; any other one answers 400.
+        self.image_models: set[str] = set(IMAGE_MODELS)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -367,28 +432,76 @@ class FakeGemini:
             "totalTokenCount": prompt + out,
         }
 
+    def _check_request(self, request: web.Request, rec: Recorded) -> web.Response | None:
+        """Gemini's 400s for an unknown Tool field and for output modalities the model lacks."""
+        body = rec.body if isinstance(rec.body, dict) else {}
+        if (bad := unknown_tool(body.get("tools"))) is not None:
+            where, msg = bad
+            return self._error(
+                400,
+                "INVALID_ARGUMENT",
+                msg,
+                details=[
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "fieldViolations": [{"field": where, "description": msg}],
+                    }
+                ],
+            )
+        supported = (
+            {"TEXT", "IMAGE"} if request.match_info["model"] in self.image_models else {"TEXT"}
+        )
+        unsupported = [m.lower() for m in rec.response_modalities() if m not in supported]
+        if unsupported:
+            return self._error(
+                400,
+                "INVALID_ARGUMENT",
+                "Model does not support the requested response modalities: "
+                + ", ".join(unsupported),
+            )
+        return None
+
+    def auto(self, rec: Recorded) -> Reply:
+        """The answer with nothing scripted: an echo of the last text, plus what the request's
+        tools and output modalities call for (see gemini_tools.tool_reply)."""
+        texts = rec.texts()
+        last = texts[-1] if texts else ""
+        return tool_reply(
+            f"echo: {last}",
+            user_text=rec.last_user_text(),
+            tools=rec.tools(),
+            modalities=rec.response_modalities(),
+            unreadable=self.unreadable_urls,
+            unsafe=self.unsafe_urls,
+            redirect=self.search_redirect,
+            delay=self.echo_delay,
+        )
+
     def _next(self, rec: Recorded) -> Reply | Fault:
         if self.script:
             return self.script.popleft()
         if self.responder is not None:
             return self.responder(rec)
-        texts = rec.texts()
-        last = texts[-1] if texts else ""
-        return Reply(_words(f"echo: {last}"), delay=self.echo_delay)
+        return self.auto(rec)
 
     @staticmethod
     def _chunk(
-        text: str | None,
+        parts: str | types.Part | list[dict[str, Any]] | None,
         *,
         model: str,
         finish: str | None = None,
         usage: dict[str, int] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One response: a text, a types.Part or a list of REST parts, and candidate metadata."""
         cand: dict[str, Any] = {"index": 0}
-        if text is not None:
-            cand["content"] = {"role": "model", "parts": [{"text": text}]}
+        if parts is not None:
+            wire_parts = parts if isinstance(parts, list) else [part_json(parts)]
+            cand["content"] = {"role": "model", "parts": wire_parts}
         if finish:
             cand["finishReason"] = finish
+        if metadata:
+            cand.update(metadata)
         chunk: dict[str, Any] = {"candidates": [cand], "modelVersion": model}
         if usage:
             chunk["usageMetadata"] = usage
@@ -401,6 +514,8 @@ class FakeGemini:
         if (err := self._unknown_model(request, "generateContent")) is not None:
             return err
         if (err := self._check_files(rec)) is not None:
+            return err
+        if (err := self._check_request(request, rec)) is not None:
             return err
         model = request.match_info["model"]
         item = self._next(rec)
@@ -434,7 +549,7 @@ class FakeGemini:
         else:
             if item.first_delay:
                 await asyncio.sleep(item.first_delay)
-            full = "".join(item.chunks)
+            usage = reply_usage(self._usage(rec, item.text()), item)
             for i, c in enumerate(item.chunks):
                 if item.hold is not None and i == item.hold_after:
                     await item.hold.wait()
@@ -442,7 +557,7 @@ class FakeGemini:
                         return resp
                 if i and item.delay:
                     await asyncio.sleep(item.delay)
-                if i == 0:
+                if i == 0 and isinstance(c, str):
                     self.first_chunk_at[c] = time.monotonic()
                 last = i == len(item.chunks) - 1
                 await send(
@@ -450,7 +565,8 @@ class FakeGemini:
                         c,
                         model=model,
                         finish=item.finish_reason if last else None,
-                        usage=self._usage(rec, full) if last else None,
+                        usage=usage if last else None,
+                        metadata=candidate_metadata(item) if last else None,
                     )
                 )
         await resp.write_eof()
@@ -462,16 +578,18 @@ class FakeGemini:
             return err
         if (err := self._unknown_model(request, "generateContent")) is not None:
             return err
+        if (err := self._check_request(request, rec)) is not None:
+            return err
         item = self._next(rec)
         if isinstance(item, Fault):
             return self._fault_response(item)
-        full = "".join(item.chunks)
         return web.json_response(
             self._chunk(
-                full,
+                merged_parts(item.chunks),
                 model=request.match_info["model"],
                 finish=item.finish_reason,
-                usage=self._usage(rec, full),
+                usage=reply_usage(self._usage(rec, item.text()), item),
+                metadata=candidate_metadata(item),
             )
         )
 

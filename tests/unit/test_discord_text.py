@@ -16,3 +16,10 @@ def test_readable_drops_the_bots_mention_and_names_people() -> None:
     assert readable(text, bot_id="9", names={"5": "Bob"}) == (
         "ask @Bob about #channel and @role :) :tea:"
     )
+
+
+def test_links_posted_without_embeds_are_unwrapped_for_the_model() -> None:
+    text = "<@9> what does <https://example.com/a?b=1> say? and [docs](<https://d.test/x>)"
+    assert readable(text, bot_id="9", names={}) == (
+        "what does https://example.com/a?b=1 say? and [docs](https://d.test/x)"
+    )
