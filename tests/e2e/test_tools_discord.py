@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.genai import types
 
 from tests.adapters.discord_harness import discord_service, idle
 from tests.conftest import ADA
 from tests.fakes.discord import BOT_ID, CHANNEL, FakeDiscord
-from tests.fakes.gemini import FakeGemini
+from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.gemini_tools import grounded, png, png_color
 
 MENTION = f"<@{BOT_ID}>"
@@ -94,3 +95,24 @@ async def test_image_in_image_out_and_make_it_blue(
     second = fake_gemini.generate_requests()[-1]
     model_parts = [p for c in second.contents() if c.get("role") == "model" for p in c["parts"]]
     assert any("inlineData" in p or "inline_data" in p for p in model_parts)
+
+
+async def test_an_image_over_discords_limit_is_reported_not_lost(
+    svc, fake_discord: FakeDiscord, fake_gemini: FakeGemini
+) -> None:
+    huge = b"\x89PNG\r\n\x1a\n" + bytes(11 * 1024 * 1024)  # over a bot's 10 MB
+    fake_gemini.enqueue(
+        Reply(
+            [
+                "Here it is.",
+                types.Part(inline_data=types.Blob(mime_type="image/png", data=huge)),
+            ]
+        )
+    )
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} +illustrator a huge poster")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    texts = [m["content"] for m in fake_discord.bot_messages(thread["id"])]
+    assert texts[0] == "Here it is."
+    assert "image-1.png is larger than Discord allows a bot (10 MB)" in texts[-1]
+    assert files(fake_discord, thread["id"]) == []
