@@ -83,6 +83,10 @@ class ConsoleTarget:
         self._out.write(f"[!] {user_message}\n")
         self._out.flush()
 
+    async def status(self, line: str) -> bool:
+        """Shown in the reply itself."""
+        return False
+
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Save each file and print where it is (a terminal cannot show an image)."""
         folder = self._files_dir or Path(tempfile.gettempdir()) / "gemini-bot-files"

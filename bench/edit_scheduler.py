@@ -49,6 +49,9 @@ class TimedTarget:
     async def attach(self, files: Sequence[OutFile]) -> None:
         return None
 
+    async def status(self, line: str) -> bool:
+        return False
+
 
 async def first_show_latency(samples: int = 500) -> tuple[list[float], int]:
     """First-show latencies on fresh budgets, and how many lanes are left 50 ms after."""

@@ -74,6 +74,9 @@ class NullTarget:
     async def attach(self, files: Sequence[OutFile]) -> None:
         return None
 
+    async def status(self, line: str) -> bool:
+        return False
+
 
 async def _prefill(store: SqliteStore, key: ThreadKey, turns: int) -> None:
     conv = await store.get_or_create_conversation(key)

@@ -287,6 +287,11 @@ class ReplyTarget(Protocol):
         user message when the platform refuses one, e.g. too large)."""
         ...
 
+    async def status(self, line: str) -> bool:
+        """Show a tool-activity line ("Searching the web…") where the platform has a place
+        for one (Slack's assistant status); False: the engine shows it in the reply."""
+        ...
+
 
 class Adapter(Protocol):
     """A platform connection. Narrow on purpose."""

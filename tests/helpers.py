@@ -107,6 +107,9 @@ class RecordingTarget:
     async def attach(self, files: Sequence[OutFile]) -> None:
         self.attached.extend(files)
 
+    async def status(self, line: str) -> bool:
+        return False
+
     def visible(self) -> list[str]:
         """The last text shown for each part, in part order."""
         parts: dict[int, str] = {}

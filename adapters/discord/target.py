@@ -152,6 +152,10 @@ class DiscordReplyTarget:
         if self._on_message is not None:
             await self._on_message(msg)
 
+    async def status(self, line: str) -> bool:
+        """Shown in the reply itself (an italic line the first text replaces)."""
+        return False
+
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Post files (images, charts, long code as .txt) under the reply, ten per message."""
         too_big = [f.name for f in files if len(f.data) > MAX_FILE_BYTES]

@@ -243,8 +243,22 @@ class SlackReplyTarget:
         if self.native:
             if part >= len(self._ts):
                 await self.show(text, part=part)  # opens it (closing the one before)
-            await self._append(text, part=part, final=True)
+            safe = settled(text, final=True)
+            if safe.startswith(self._sent.get(part, "")):
+                await self._append(text, part=part, final=True)
+                await self._stop(part)
+                return
+            # The final text rewrites what streamed (source markers were added): a stream
+            # only appends, so close it and edit the message into its final form.
             await self._stop(part)
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self._ts[part],
+                text=safe[:FALLBACK_CHARS],
+                blocks=blocks(safe),
+            )
+            self._sent[part] = safe
             return
         await self._edit(text, part=part, final=True)
 
@@ -277,6 +291,24 @@ class SlackReplyTarget:
             thread_ts=self.thread_ts,
             text=note,
         )
+
+    async def status(self, line: str) -> bool:
+        """Slack's own status line (assistant.threads.setStatus) in the assistant view and
+        under a native stream, which only appends; in edit mode the reply shows it."""
+        if not self.native and self._on_start is None:
+            return False
+        if self._ts and self._sent.get(len(self._ts) - 1):
+            return True  # text is showing; a status now would sit under it (Slack clears it)
+        try:
+            await call(
+                self.client.assistant_threads_setStatus,
+                channel_id=self.channel,
+                thread_ts=self.thread_ts,
+                status=line,
+            )
+        except Exception as exc:  # outside an assistant thread Slack refuses it: no matter
+            log.info("slack: status %r not shown: %r", line, exc)
+        return True
 
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Upload files into the thread (files.getUploadURLExternal + completeUploadExternal);

@@ -91,6 +91,10 @@ class TrackedTarget:
         """Files after the text."""
         await self.target.attach(files)
 
+    async def status(self, line: str) -> bool:
+        """A tool-activity line, where the platform has a place for one."""
+        return await self.target.status(line)
+
 
 class Checkpointer:
     """Saves a pending reply's text every TEXT_EVERY_S while it streams."""

@@ -67,6 +67,9 @@ class _Recovered:
     async def attach(self, files: Sequence[OutFile]) -> None:
         await self.target.attach(files)
 
+    async def status(self, line: str) -> bool:
+        return await self.target.status(line)
+
 
 # How long recovery waits for a platform to connect before it gives up on a reply (stored
 # as interrupted; the message keeps what it showed).

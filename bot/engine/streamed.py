@@ -64,7 +64,9 @@ class Streamed:
         elif isinstance(event, LinksRead):
             draft.links = event.links
         elif isinstance(event, ToolActivity):
-            reply.status(reply.target.markup.italic(activity_line(event.activity, event.count)))
+            line = activity_line(event.activity, event.count)
+            if not await reply.target.status(line):
+                reply.status(reply.target.markup.italic(line))
         elif isinstance(event, Finished):
             self.finish, self.usage = event.finish_reason, event.usage
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.genai import types
 
 from tests.adapters.slack_process import SlackServiceProcess
@@ -38,8 +39,9 @@ async def mention(driver: SlackDriver, channel: str, text: str) -> dict[str, Any
     return ev
 
 
+@pytest.mark.parametrize("mode", ["edit", "native"])
 async def test_grounded_answer_streams_then_ends_with_numbered_sources_and_searches(
-    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path
+    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path, mode: str
 ) -> None:
     fake_gemini.enqueue(
         grounded(
@@ -53,7 +55,9 @@ async def test_grounded_answer_streams_then_ends_with_numbered_sources_and_searc
             delay=0.05,
         )
     )  # fmt: skip
-    async with SlackServiceProcess(fake_gemini, fake_slack, tmp_path) as service:
+    async with SlackServiceProcess(
+        fake_gemini, fake_slack, tmp_path, SLACK_STREAM_MODE=mode
+    ) as service:
         driver = SlackDriver(fake_slack, service.events_url)
         try:
             ev = await mention(driver, "C1", "+researcher what changed in release 3.2?")
@@ -66,8 +70,15 @@ async def test_grounded_answer_streams_then_ends_with_numbered_sources_and_searc
     assert "[2] [Changelog](https://changes.test/log) (changes.test)" in shown
     assert "[release 3.2 date](https://www.google.com/search?q=release+3.2+date)" in shown
     # The text streamed before the sources came: earlier edits show text without them.
-    texts = [t for t in fake_slack.sent_texts() if t.startswith("Release")]
-    assert any("Sources:" not in t for t in texts)
+    texts = [t for t in fake_slack.sent_texts() if t.startswith("Rel")]
+    assert any("Sources:" not in t for t in texts), fake_slack.sent_texts()
+    # While it searched: Slack's status line under a native stream (which only appends),
+    # an italic line in the message in edit mode.
+    if mode == "native":
+        assert ("C1", ev["ts"], "Searching the web…") in fake_slack.statuses
+        assert not [t for t in fake_slack.sent_texts() if "Searching" in t]
+    else:
+        assert "_Searching the web…_" in fake_slack.sent_texts()
     (request,) = fake_gemini.generate_requests()
     assert set(request.tools()) == {"googleSearch", "urlContext"}
     assert service.stderr().count("Traceback") == 0
