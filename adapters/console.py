@@ -1,7 +1,8 @@
 """Terminal adapter: chat with the same engine and store from stdin/stdout.
 
 Works interactively and piped: one line is one message; the process ends at end of input.
-Commands: /attach PATH, /persona [NAME], /forget, /new, /usage, /help.
+Commands: /attach PATH, /persona [NAME], /forget, /new, /usage, /summarize, /catchup
+[SINCE], /help.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from bot.catchup import Subject, parse_since
 from bot.commands import Commands
 from bot.engine import ConversationEngine
 from bot.errors import BotError
@@ -31,6 +33,8 @@ HELP = [
     ("/forget", "forget this thread's history"),
     ("/new", "start a new thread"),
     ("/usage", "your usage today"),
+    ("/summarize", "summarise this thread"),
+    ("/catchup [SINCE]", "summarise this thread's last 24h (or 3d, 12h, a date, my last message)"),
     ("/help", "this help"),
 ]
 
@@ -235,6 +239,8 @@ class ConsoleAdapter:
                 self.thread = new_thread_name()
                 self._pending = []
                 self._info(f"thread: {self.thread}")
+            elif name in ("summarize", "catchup"):
+                await self._summarise(catchup=name == "catchup", arg=arg)
             elif name == "usage":
                 self._info(await self.commands.usage("console", self.author.id))
             elif name == "help":
@@ -243,6 +249,30 @@ class ConsoleAdapter:
                 self._info(f"Unknown command /{name}. Try /help.")
         except BotError as exc:
             self._info(exc.user_message)
+
+    async def _summarise(self, *, catchup: bool, arg: str) -> None:
+        """/summarize and /catchup: the console has no channel history, so they summarise
+        this thread's stored conversation (for /catchup, its window); [N] cites turn N."""
+        window = parse_since(arg, now=datetime.now(UTC)) if catchup else None
+        messages, read = await self.commands.stored_messages(
+            self.key, window=window, user_id=self.author.id
+        )
+        name = f"the thread {self.thread}"
+        subject = Subject(
+            "channel" if catchup else "conversation", name, window.label if window else ""
+        )
+        self._info(f"Summarising {len(messages):,} message{'' if len(messages) == 1 else 's'}…")
+        answer = await self.commands.summarise(
+            messages,
+            platform="console",
+            user_id=self.author.id,
+            subject=subject,
+            read=read,
+            render=lambda refs: "[" + ", ".join(label for label, _ in refs) + "]",
+        )
+        body = "\n\n".join([answer.header, answer.body, *answer.notes])
+        self._out.write(body + "\n")
+        self._out.flush()
 
     def _attach(self, arg: str) -> None:
         if not arg:

@@ -8,9 +8,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bot.commands import Commands
 from bot.compose import (
     StartupError,
+    build_commands,
     build_engine,
     build_model,
     build_personas,
@@ -59,7 +59,7 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
     try:
         adapter = ConsoleAdapter(
             engine=engine,
-            commands=Commands(store=store, personas=engine.personas, locks=engine.locks),
+            commands=build_commands(settings, engine),
             thread=args.thread,
             persona=args.persona,
             files_dir=settings.DATA_DIR / "files",

@@ -1,4 +1,5 @@
-"""Platform-neutral commands: summarize, persona, forget, usage, help.
+"""Platform-neutral commands: summarize (files, threads, catch-ups), persona, forget, usage,
+help.
 
 Adapters parse their platform's command syntax and call these; each returns the text to
 show the user.
@@ -6,13 +7,26 @@ show the user.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from bot.catchup import (
+    Answer,
+    ChannelMessage,
+    FileRef,
+    Progress,
+    Read,
+    Render,
+    Subject,
+    Summariser,
+    Window,
+    compose,
+)
 from bot.engine.locks import ThreadLocks
-from bot.errors import AccessDenied
+from bot.errors import AccessDenied, BotError
 from bot.personas import PersonaRegistry
 from bot.ports import Store
-from bot.types import ThreadKey
+from bot.types import FilePart, ThreadKey, Usage
 
 SUMMARIZE_PERSONA = "summarizer"
 
@@ -29,13 +43,31 @@ class Commands:
     """The commands every adapter offers, on one store and persona registry."""
 
     def __init__(
-        self, *, store: Store, personas: PersonaRegistry, locks: ThreadLocks | None = None
+        self,
+        *,
+        store: Store,
+        personas: PersonaRegistry,
+        locks: ThreadLocks | None = None,
+        summariser: Summariser | None = None,
     ) -> None:
         self.store = store
         self.personas = personas
         # The engine's thread locks: a command that changes a thread waits for the reply in
         # flight there, so it can never write into a thread that was just forgotten.
         self.locks = locks if locks is not None else ThreadLocks()
+        self._summariser = summariser
+
+    @property
+    def summariser(self) -> Summariser:
+        """Catch-up and thread summaries (BotError when the service was built without)."""
+        if self._summariser is None:
+            raise BotError("no summariser", user_message="Summaries are not enabled here.")
+        return self._summariser
+
+    @property
+    def max_messages(self) -> int:
+        """CATCHUP_MAX_MESSAGES: most messages one catch-up or thread summary reads."""
+        return self.summariser.max_messages
 
     def summarize_persona(self) -> str | None:
         """The persona /summarize uses: `summarizer` when defined, else the thread's own."""
@@ -103,6 +135,66 @@ class Commands:
             f"Today ({day} UTC): {u.turns} repl{'y' if u.turns == 1 else 'ies'}, "
             f"{u.prompt_tokens:,} input tokens, {u.output_tokens:,} output tokens."
         )
+
+    async def summarise(
+        self,
+        messages: Sequence[ChannelMessage],
+        *,
+        platform: str,
+        user_id: str,
+        subject: Subject,
+        read: Read,
+        render: Render,
+        progress: Progress | None = None,
+        with_files: bool = False,
+        clean: Callable[[str], str] | None = None,
+    ) -> Answer:
+        """Summarise messages a platform read (a channel's window or a thread) for one
+        user; the Gemini tokens count toward that user's usage. `render` and `clean`: see
+        bot.catchup.compose."""
+        summary = await self.summariser.summarise(
+            messages, subject=subject, progress=progress, with_files=with_files
+        )
+        t = summary.tally
+        if t.requests:
+            day = datetime.now(UTC).date().isoformat()
+            usage = Usage(prompt_tokens=t.input_tokens, output_tokens=t.output_tokens)
+            await self.store.add_usage(platform, user_id, day=day, usage=usage)
+        if clean is None:
+            return compose(summary, subject=subject, read=read, render=render)
+        return compose(summary, subject=subject, read=read, render=render, clean=clean)
+
+    async def stored_messages(
+        self, key: ThreadKey, *, window: Window | None = None, user_id: str = ""
+    ) -> tuple[list[ChannelMessage], Read]:
+        """A stored conversation's turns as messages (newest CATCHUP_MAX_MESSAGES), from
+        `window` on: for a place with no platform history to read (the console)."""
+        conv = await self.store.get_conversation(key)
+        if conv is None:
+            return [], Read()
+        history = await self.store.load_history(conv.id, token_budget=10**9)
+        turns = [t for t in history.turns if t.status != "pending" and t.parts]
+        if window is not None and window.since_own:
+            own = [t for t in turns if t.role == "user" and t.author and t.author.id == user_id]
+            turns = [t for t in turns if t.seq > own[-1].seq] if own else turns
+        elif window is not None and window.start is not None:
+            turns = [t for t in turns if t.created_at >= window.start]
+        cap = self.max_messages
+        read = Read(capped="newest", cap=cap) if len(turns) > cap else Read()
+        messages = [
+            ChannelMessage(
+                id=str(t.seq),
+                author=t.author.name if t.author else "Gemini",
+                text=t.text,
+                at=t.created_at,
+                files=tuple(
+                    FileRef(p.name, p.size, p.mime_type) for p in t.parts if isinstance(p, FilePart)
+                ),
+                bot=t.role == "model",
+            )
+            for t in turns[-cap:]
+        ]
+        return messages, read
 
     def help(self, *, commands: list[tuple[str, str]]) -> str:
         """Help text; `commands` lists the platform's own syntax and what each does."""

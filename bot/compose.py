@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import SecretStr
 
 from bot.access import AccessPolicy
+from bot.catchup import Summariser
 from bot.commands import Commands
 from bot.engine import ConversationEngine
 from bot.gemini import GeminiChatModel
@@ -89,6 +90,20 @@ def build_engine(settings: Settings, *, store: Store, model: GeminiChatModel) ->
         inline_max_bytes=settings.INLINE_MAX_BYTES,
         max_attachment_bytes=settings.ATTACHMENT_MAX_BYTES,
         tools=ToolPolicy(store, allowed=settings.tools_allowed),
+    )
+
+
+def build_commands(settings: Settings, engine: ConversationEngine) -> Commands:
+    """The commands on the engine's store, personas and locks, with catch-up summaries
+    (HISTORY_TOKEN_BUDGET per request, CATCHUP_MAX_MESSAGES per summary)."""
+    summariser = Summariser(
+        model=engine.model,
+        personas=engine.personas,
+        token_budget=settings.HISTORY_TOKEN_BUDGET,
+        max_messages=settings.CATCHUP_MAX_MESSAGES,
+    )
+    return Commands(
+        store=engine.store, personas=engine.personas, locks=engine.locks, summariser=summariser
     )
 
 

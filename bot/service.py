@@ -6,11 +6,11 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from bot.commands import Commands
 from bot.compose import (
     NO_PLATFORM,
     StartupError,
     build_adapters,
+    build_commands,
     build_engine,
     build_model,
     build_store,
@@ -37,9 +37,7 @@ class Service:
         self.store = build_store(settings)
         self.model = build_model(settings)
         self.engine = build_engine(settings, store=self.store, model=self.model)
-        self.commands = Commands(
-            store=self.store, personas=self.engine.personas, locks=self.engine.locks
-        )
+        self.commands = build_commands(settings, self.engine)
         self._store_open = False
         self.http = HttpServer(
             host=settings.HTTP_HOST,

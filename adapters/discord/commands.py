@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from adapters.discord.catchup import DiscordCatchup
 from bot.errors import BotError
 from bot.types import ThreadKey
 
@@ -17,7 +18,10 @@ HELP = [
     ("@mention", "start a thread (or, in a thread, a conversation) with a question"),
     ("+persona at the start", "pick a persona for the thread, e.g. `@Gemini +coder ...`"),
     ("/summarize file: [focus:]", "summarise an attached file in a new thread"),
+    ("/summarize in a thread", "summarise the whole thread, just for you"),
     ("Apps → Summarize attachments", "summarise the files of any message"),
+    ("Apps → Summarize thread", "summarise the thread a message is in, just for you"),
+    ("/catchup [since:]", "what you missed here (24h; or 3d, 12h, 2026-11-28, 'my last message')"),
     ("/persona [name] [scope]", "list personas, pick one for this thread or the channel"),
     ("/forget", "forget this thread's conversation"),
     ("/gemini-usage", "your usage today"),
@@ -27,6 +31,7 @@ HELP = [
 def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
     """The bot's slash commands and its message context menu."""
     commands = adapter.commands
+    catchups = DiscordCatchup(adapter)
     quiet = discord.AllowedMentions.none()
 
     async def say(interaction: discord.Interaction, text: str) -> None:
@@ -47,18 +52,47 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
             return False
         return True
 
-    @tree.command(name="summarize", description="Summarise an attached file in a new thread")
-    @app_commands.describe(file="the file to summarise", focus="what to pay attention to")
+    @tree.command(
+        name="summarize", description="Summarise an attached file, or (in a thread) the thread"
+    )
+    @app_commands.describe(
+        file="the file to summarise (leave out in a thread to summarise the thread)",
+        focus="what to pay attention to",
+    )
     async def summarize_cmd(
-        interaction: discord.Interaction, file: discord.Attachment, focus: str = ""
+        interaction: discord.Interaction, file: discord.Attachment | None = None, focus: str = ""
     ) -> None:
-        if await guard(interaction):
+        if not await guard(interaction):
+            return
+        if file is not None:
             await adapter.summarize(interaction, [file], focus, None)
+        elif isinstance(interaction.channel, discord.Thread):
+            await catchups.thread(interaction, interaction.channel, focus=focus)
+        else:
+            await say(
+                interaction,
+                "Attach a file (file:), or use /summarize inside a thread to summarise it.",
+            )
 
     @tree.context_menu(name="Summarize attachments")
     async def summarize_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         if await guard(interaction):
             await adapter.summarize(interaction, list(message.attachments), "", message)
+
+    @tree.context_menu(name="Summarize thread")
+    async def summarize_thread_menu(
+        interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        if await guard(interaction):
+            await catchups.thread_of(interaction, message)
+
+    @tree.command(name="catchup", description="What you missed in this channel (only you see it)")
+    @app_commands.describe(
+        since="24h by default; or 90m, 12h, 3d, 1w, 2026-11-28, 'since my last message'"
+    )
+    async def catchup_cmd(interaction: discord.Interaction, since: str = "") -> None:
+        if await guard(interaction):
+            await catchups.catchup(interaction, since)
 
     async def persona_names(
         _interaction: discord.Interaction, current: str
@@ -128,4 +162,5 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
     async def help_cmd(interaction: discord.Interaction) -> None:
         await say(interaction, commands.help(commands=HELP))
 
-    _ = (summarize_cmd, summarize_menu, persona_cmd, forget_cmd, usage_cmd, help_cmd)
+    _ = (summarize_cmd, summarize_menu, summarize_thread_menu, catchup_cmd)
+    _ = (persona_cmd, forget_cmd, usage_cmd, help_cmd)

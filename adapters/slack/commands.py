@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.catchup import SlackCatchup
 from adapters.slack.events import Command, Shortcut, api_messages, parse
 from adapters.slack.text import neutralise, parse_permalink
 from bot.commands import summarize_prompt
@@ -22,6 +25,11 @@ HELP = [
     ("@gemini question", "ask in a thread; reply in the thread to go on"),
     ("@gemini +persona question", "use a persona for this thread"),
     ("/summarize [message link] [focus]", "summarise your latest files here, or a message's"),
+    (
+        "/summarize <link to a message in a thread>",
+        "summarise that whole thread, just for you (or the shortcut *Summarize thread*)",
+    ),
+    ("/catchup [since]", "what you missed here: 3d, 12h, 2026-11-28, 'since my last message'"),
     ("/persona [name]", "list personas; admins: set this channel's default"),
     ("/forget <message link>", "forget that thread's conversation"),
     ("/gemini-usage", "your usage today"),
@@ -30,13 +38,25 @@ HELP = [
 # Command / shortcut callback id -> the SlackCommands method; slack-manifest.yml lists each.
 COMMANDS = {
     "/summarize": "summarize",
+    "/catchup": "catchup",
     "/persona": "persona",
     "/forget": "forget",
     "/gemini-usage": "usage",
     "/gemini-help": "help",
 }
-SHORTCUTS = {"summarize_attachments": "summarize_shortcut", "forget_thread": "forget_shortcut"}
+SHORTCUTS = {
+    "summarize_attachments": "summarize_shortcut",
+    "summarize_thread": "summarize_thread_shortcut",
+    "forget_thread": "forget_shortcut",
+}
 UNREADABLE = "Sorry, I could not read that request from Slack. Please try again."
+# Slack refuses apps' slash commands inside threads, so a thread is named by a link.
+NO_FILES = (
+    "I found no files to summarise. Attach files to a message, or give a link: "
+    "/summarize <message link> [focus]. To summarise a whole thread, give a link to any "
+    "of its messages (/summarize <link>), or use the message shortcut "
+    '"Summarize thread" on one of them: Slack does not run slash commands inside threads.'
+)
 
 CommandHandler = Callable[[Any, Command], Coroutine[Any, Any, None]]
 ShortcutHandler = Callable[[Any, Shortcut], Coroutine[Any, Any, None]]
@@ -47,6 +67,7 @@ class SlackCommands:
 
     def __init__(self, adapter: SlackAdapter) -> None:
         self.adapter = adapter
+        self.catchups = SlackCatchup(adapter)
 
     def register(self) -> None:
         """Add the listeners to the adapter's Bolt app."""
@@ -129,27 +150,48 @@ class SlackCommands:
         await self.reply(respond, await self.adapter.commands.forget(key))
 
     async def summarize(self, respond: Any, command: Command) -> None:
-        """/summarize [link] [focus]: the linked message's files, or the user's latest."""
+        """/summarize [thread] [link] [focus]: the linked message's files, else its whole
+        thread (just for the requester); without a link, the user's latest files here."""
         text = command.text
         link = parse_permalink(text)
-        focus = text
+        words = text.split()
+        whole_thread = bool(words) and words[0].lower() == "thread"
+        focus = " ".join(words[1:]) if whole_thread else text
         channel = command.channel_id
         if link is not None:
-            focus = text.replace(text[text.find("http") :].split()[0], "")
+            focus = focus.replace(text[text.find("http") :].split()[0], "")
             channel = link.channel
-            found = await self._message(link.channel, link.ts, link.thread_ts)
+            try:
+                found = await self._message(link.channel, link.ts, link.thread_ts)
+                in_thread = link.thread_ts or (found[1] if found else None)
+            except SlackApiError:  # not readable for the bot: the thread path says why
+                found, in_thread = None, link.thread_ts or link.ts
+            if in_thread and (whole_thread or not found or not found[2]):
+                await self.catchups.thread(
+                    respond,
+                    team=command.team_id,
+                    channel=link.channel,
+                    root=in_thread,
+                    user=command.user_id,
+                    focus=focus.strip(),
+                )
+                return
         else:
             found = await self._latest_with_files(channel, command.user_id)
         if found is None or not found[2]:
-            await self.reply(
-                respond,
-                "I found no files to summarise. Attach files to a message, "
-                "or give a link: /summarize <message link> [focus]",
-            )
+            await self.reply(respond, NO_FILES)
             return
         root, files = found[1] or found[0], found[2]
         await self._summarize(command.team_id, channel, root, files, command.user_id, focus.strip())
         await self.reply(respond, "Summarising in the message's thread…")
+
+    async def catchup(self, respond: Any, command: Command) -> None:
+        """/catchup [since]."""
+        await self.catchups.catchup(respond, command)
+
+    async def summarize_thread_shortcut(self, respond: Any, shortcut: Shortcut) -> None:
+        """The "Summarize thread" message shortcut."""
+        await self.catchups.thread_shortcut(respond, shortcut)
 
     async def summarize_shortcut(self, respond: Any, shortcut: Shortcut) -> None:
         """The "Summarise attachments" message shortcut."""
