@@ -30,6 +30,7 @@ CONSOLE_BUDGET = Budget("console", rate=float("inf"), burst=1_000_000)
 HELP = [
     ("/attach PATH", "attach a file to your next message"),
     ("/persona [NAME]", "list personas, or use NAME in this thread"),
+    ("/tools [on|off TOOL]", "the Gemini tools here, or switch one"),
     ("/forget", "forget this thread's history"),
     ("/new", "start a new thread"),
     ("/usage", "your usage today"),
@@ -233,6 +234,16 @@ class ConsoleAdapter:
                     self._info(await self.commands.set_thread_persona(self.key, arg))
                 else:
                     self._info(await self.commands.list_personas(self.key))
+            elif name == "tools":  # the console's operator is its admin
+                self._info(
+                    await self.commands.tools.command(
+                        platform="console",
+                        workspace_id=self.key.workspace_id,
+                        channel_id=self.key.channel_id,
+                        args=arg,
+                        is_admin=True,
+                    )
+                )
             elif name == "forget":
                 self._info(await self.commands.forget(self.key))
             elif name == "new":

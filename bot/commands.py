@@ -26,6 +26,7 @@ from bot.engine.locks import ThreadLocks
 from bot.errors import AccessDenied, BotError
 from bot.personas import PersonaRegistry
 from bot.ports import Store
+from bot.tools import ToolPolicy
 from bot.types import FilePart, ThreadKey, Usage
 
 SUMMARIZE_PERSONA = "summarizer"
@@ -49,8 +50,11 @@ class Commands:
         personas: PersonaRegistry,
         locks: ThreadLocks | None = None,
         summariser: Summariser | None = None,
+        tools: ToolPolicy | None = None,
     ) -> None:
         self.store = store
+        # The engine's tool policy: what a channel switches off here, its turns stop sending.
+        self.tools = tools or ToolPolicy(store)
         self.personas = personas
         # The engine's thread locks: a command that changes a thread waits for the reply in
         # flight there, so it can never write into a thread that was just forgotten.

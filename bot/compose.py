@@ -103,7 +103,11 @@ def build_commands(settings: Settings, engine: ConversationEngine) -> Commands:
         max_messages=settings.CATCHUP_MAX_MESSAGES,
     )
     return Commands(
-        store=engine.store, personas=engine.personas, locks=engine.locks, summariser=summariser
+        store=engine.store,
+        personas=engine.personas,
+        locks=engine.locks,
+        summariser=summariser,
+        tools=engine.tools,
     )
 
 

@@ -46,8 +46,28 @@ class ToolPolicy:
             else:
                 state = "off (switched off by an admin)" if tool in off else "on"
             lines.append(f"• {tool}: {state} ({LABELS[tool]})")
-        lines.append("Personas use the tools they name; admins: `tools off <tool>` / `on <tool>`.")
+        lines.append(
+            "Personas use the tools they name; admins switch one with: off TOOL / on TOOL."
+        )
         return "\n".join(lines)
+
+    async def command(
+        self, *, platform: str, workspace_id: str, channel_id: str, args: str, is_admin: bool
+    ) -> str:
+        """`[on|off TOOL]`: the channel's tools, or (admins) switch one."""
+        words = args.lower().split()
+        if not words:
+            return await self.describe(platform, workspace_id, channel_id)
+        if len(words) == 2 and words[0] in ("on", "off"):
+            return await self.switch(
+                platform=platform,
+                workspace_id=workspace_id,
+                channel_id=channel_id,
+                tool=words[1],
+                on=words[0] == "on",
+                is_admin=is_admin,
+            )
+        return f"Usage: [on|off TOOL], tools: {', '.join(TOOLS)}."
 
     async def switch(
         self,

@@ -9,6 +9,7 @@ from discord import app_commands
 
 from adapters.discord.catchup import DiscordCatchup
 from bot.errors import BotError
+from bot.settings import TOOLS
 from bot.types import ThreadKey
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ HELP = [
     ("Apps → Summarize thread", "summarise the thread a message is in, just for you"),
     ("/catchup [since:]", "what you missed here (24h; or 3d, 12h, 2026-11-28, 'my last message')"),
     ("/persona [name] [scope]", "list personas, pick one for this thread or the channel"),
+    ("/tools [tool:] [state:]", "the Gemini tools here; admins switch one for the channel"),
     ("/forget", "forget this thread's conversation"),
     ("/gemini-usage", "your usage today"),
 ]
@@ -143,6 +145,29 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
         except BotError as exc:
             await say(interaction, exc.user_message)
 
+    @tree.command(name="tools", description="The Gemini tools in this channel; admins switch one")
+    @app_commands.describe(tool="the tool to switch", state="on or off (admins)")
+    @app_commands.choices(
+        tool=[app_commands.Choice(name=t, value=t) for t in TOOLS],
+        state=[app_commands.Choice(name=s, value=s) for s in ("on", "off")],
+    )
+    async def tools_cmd(interaction: discord.Interaction, tool: str = "", state: str = "") -> None:
+        if not await guard(interaction):
+            return
+        channel = interaction.channel
+        parent = getattr(channel, "parent_id", None) or getattr(channel, "id", "")
+        try:
+            text = await commands.tools.command(
+                platform="discord",
+                workspace_id=str(interaction.guild_id or "dm"),
+                channel_id=str(parent),
+                args=f"{state} {tool}" if tool and state else tool or state,
+                is_admin=adapter.is_admin(interaction),
+            )
+        except BotError as exc:
+            text = exc.user_message
+        await say(interaction, text)
+
     @tree.command(name="forget", description="Forget this thread's conversation")
     async def forget_cmd(interaction: discord.Interaction) -> None:
         if not await guard(interaction):
@@ -163,4 +188,4 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
         await say(interaction, commands.help(commands=HELP))
 
     _ = (summarize_cmd, summarize_menu, summarize_thread_menu, catchup_cmd)
-    _ = (persona_cmd, forget_cmd, usage_cmd, help_cmd)
+    _ = (persona_cmd, tools_cmd, forget_cmd, usage_cmd, help_cmd)

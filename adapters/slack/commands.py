@@ -31,6 +31,7 @@ HELP = [
     ),
     ("/catchup [since]", "what you missed here: 3d, 12h, 2026-11-28, 'since my last message'"),
     ("/persona [name]", "list personas; admins: set this channel's default"),
+    ("/gemini-tools [on|off tool]", "the Gemini tools here; admins: switch one for this channel"),
     ("/forget <message link>", "forget that thread's conversation"),
     ("/gemini-usage", "your usage today"),
     ("/gemini-help", "this help"),
@@ -40,6 +41,7 @@ COMMANDS = {
     "/summarize": "summarize",
     "/catchup": "catchup",
     "/persona": "persona",
+    "/gemini-tools": "tools",
     "/forget": "forget",
     "/gemini-usage": "usage",
     "/gemini-help": "help",
@@ -107,6 +109,20 @@ class SlackCommands:
     async def usage(self, respond: Any, command: Command) -> None:
         """/gemini-usage."""
         await self.reply(respond, await self.adapter.commands.usage("slack", command.user_id))
+
+    async def tools(self, respond: Any, command: Command) -> None:
+        """/gemini-tools [on|off tool]: this channel's tools; admins switch one."""
+        try:
+            text = await self.adapter.commands.tools.command(
+                platform="slack",
+                workspace_id=command.team_id,
+                channel_id=command.channel_id,
+                args=command.text,
+                is_admin=self.adapter.access.is_admin("slack", command.user_id),
+            )
+        except BotError as exc:
+            text = exc.user_message
+        await self.reply(respond, text)
 
     async def persona(self, respond: Any, command: Command) -> None:
         """/persona [name]: list personas, or (admins) set the channel's default."""
@@ -177,7 +193,12 @@ class SlackCommands:
                 )
                 return
         else:
-            found = await self._latest_with_files(channel, command.user_id)
+            try:
+                found = await self._latest_with_files(channel, command.user_id)
+            except SlackApiError as exc:  # not in the channel, or Slack said no: say so
+                error = exc.response.get("error") if exc.response is not None else "error"
+                await self.reply(respond, f"I cannot read this channel's messages ({error}).")
+                return
         if found is None or not found[2]:
             await self.reply(respond, NO_FILES)
             return

@@ -321,3 +321,15 @@ async def test_a_plus_one_in_a_thread_is_a_reply_not_a_persona(
     bot = [m.visible() for m in fake_slack.bot_messages(C, ev["ts"])]
     assert not any("persona" in t.lower() for t in bot), bot
     assert fake_gemini.generate_requests()[-1].texts()[-1].endswith("+1 agreed")
+
+
+async def test_summarize_in_a_channel_the_bot_cannot_read_says_so(
+    fake_gemini, fake_slack, tmp_path
+) -> None:
+    fake_slack.add_channel("C9PRIV", "secret", private=True, members={"U1ADA"})
+    async with slack_service(fake_gemini, fake_slack, tmp_path) as (service, driver):
+        await driver.command("/summarize", "", channel="C9PRIV")
+        await drain(service)
+    assert fake_slack.responses[-1]["text"] == (
+        "I cannot read this channel's messages (channel_not_found)."
+    )

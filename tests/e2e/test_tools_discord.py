@@ -9,10 +9,11 @@ import pytest
 from google.genai import types
 
 from tests.adapters.discord_harness import discord_service, idle
-from tests.conftest import ADA
+from tests.conftest import ADA, BOB
 from tests.fakes.discord import BOT_ID, CHANNEL, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.gemini_tools import grounded, png, png_color
+from tests.helpers import until
 
 MENTION = f"<@{BOT_ID}>"
 ANSWER = "Release 3.2 shipped on 5 May. It removed the legacy API."
@@ -116,3 +117,26 @@ async def test_an_image_over_discords_limit_is_reported_not_lost(
     assert texts[0] == "Here it is."
     assert "image-1.png is larger than Discord allows a bot (10 MB)" in texts[-1]
     assert files(fake_discord, thread["id"]) == []
+
+
+async def test_tools_command_switches_a_tool_off_for_the_channel(
+    svc, fake_discord: FakeDiscord, fake_gemini: FakeGemini
+) -> None:
+    off = [
+        {"name": "tool", "type": 3, "value": "code_execution"},
+        {"name": "state", "type": 3, "value": "off"},
+    ]
+    inter = await fake_discord.interact("tools", user=BOB, options=off)
+    await until(lambda: bool(inter.callbacks))
+    assert "Only admins" in inter.callbacks[0]["data"]["content"]
+    inter = await fake_discord.interact("tools", user=ADA, options=off)
+    await until(lambda: bool(inter.callbacks))
+    assert inter.callbacks[0]["data"]["content"] == "code_execution is now off in this channel."
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} +analyst plot 1 2 3")
+    await idle(svc)
+    assert fake_gemini.generate_requests()[-1].tools() == []
+    [thread] = fake_discord.threads()
+    # In the channel's threads too: the switch is the channel's.
+    inter = await fake_discord.interact("tools", user=BOB, channel_id=thread["id"])
+    await until(lambda: bool(inter.callbacks))
+    assert "code_execution: off (switched off by an admin)" in inter.callbacks[0]["data"]["content"]

@@ -223,3 +223,34 @@ async def test_long_code_is_attached_as_a_snippet(
     assert "_Ran code (80 lines): code-1.py_" in shown and "value_40" not in shown
     ((meta, data),) = uploaded(fake_slack, ev)
     assert data == code.encode() and meta["name"] == "code-1.py"
+
+
+async def test_a_channel_admin_switches_a_tool_off_for_that_channel_only(
+    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    async with SlackServiceProcess(
+        fake_gemini, fake_slack, tmp_path, ADMIN_USERS="slack:U1ADA"
+    ) as service:
+        driver = SlackDriver(fake_slack, service.events_url)
+        try:
+            said = len(fake_slack.responses)
+            assert (await driver.command("/gemini-tools", "off google_search", user="U2BOB"))[
+                0
+            ] == 200
+            await until(lambda: len(fake_slack.responses) > said, limit=30)
+            assert "Only admins" in fake_slack.responses[-1]["text"]
+            await driver.command("/gemini-tools", "off google_search", channel="C7")
+            await until(lambda: len(fake_slack.responses) > said + 1, limit=30)
+            assert fake_slack.responses[-1]["text"] == "google_search is now off in this channel."
+            ev = await mention(driver, "C7", "+researcher any news?")
+            await until(lambda: "echo:" in visible(fake_slack, ev), limit=30)
+            ev2 = await mention(driver, "C8", "+researcher any news?")
+            await until(lambda: "Sources:" in visible(fake_slack, ev2), limit=30)
+            await driver.command("/gemini-tools", "", channel="C7")
+            await until(lambda: len(fake_slack.responses) > said + 2, limit=30)
+        finally:
+            await driver.close()
+    in_c7, in_c8 = fake_gemini.generate_requests()
+    assert in_c7.tools() == ["urlContext"]  # search switched off in C7 only
+    assert in_c8.tools() == ["googleSearch", "urlContext"]
+    assert "google_search: off (switched off by an admin)" in fake_slack.responses[-1]["text"]
