@@ -102,6 +102,11 @@ class ReplyDraft:
             self._parts.append(FilePart(stored.sha256, stored.mime_type, name, stored.size))
         return out
 
+    def add_note(self, text: str) -> str:
+        """A line of ours (not the model's) in the reply."""
+        self._pieces.append(_Piece(text, False))
+        return text
+
     def _name(self, stem: str, ext: str) -> str:
         self._names[stem] += 1
         return f"{stem}-{self._names[stem]}.{ext}"

@@ -292,10 +292,15 @@ class ConversationEngine:
         finally:
             saver.cancel()
         status, user_note = outcome(state.text, state.finish, state.error, state.cancelled)
-        if state.draft.files and status == "failed" and state.error is None:
-            status = "complete"  # an image-only answer
-        if not state.produced and status == "complete":
-            reply.append("(Gemini returned an empty answer.)")
+        files = state.draft.files
+        if files and status == "failed" and state.error is None and not state.cancelled:
+            status, user_note = "complete", None  # files and no text: still an answer
+        if not state.draft.shown.strip():
+            if files:  # the message must not keep a status line ("Drawing…") for ever
+                names = ", ".join(f.name for f in files)
+                reply.append(state.draft.add_note(target.markup.italic(f"Attached: {names}")))
+            elif status == "complete":
+                reply.append(state.draft.add_note("(Gemini returned an empty answer.)"))
         body, footer = state.draft.final()
         if footer or body != reply.text.rstrip():
             reply.replace(body, footer=footer)

@@ -140,3 +140,18 @@ async def test_tools_command_switches_a_tool_off_for_the_channel(
     inter = await fake_discord.interact("tools", user=BOB, channel_id=thread["id"])
     await until(lambda: bool(inter.callbacks))
     assert "code_execution: off (switched off by an admin)" in inter.callbacks[0]["data"]["content"]
+
+
+async def test_an_image_only_answer_replaces_its_status_line(
+    svc, fake_discord: FakeDiscord, fake_gemini: FakeGemini
+) -> None:
+    image = png(8, 8, (0, 0, 255))
+    fake_gemini.enqueue(
+        Reply([types.Part(inline_data=types.Blob(mime_type="image/png", data=image))])
+    )
+    await fake_discord.say(CHANNEL, ADA, f"{MENTION} +illustrator just the picture")
+    await idle(svc)
+    [thread] = fake_discord.threads()
+    texts = [m["content"] for m in fake_discord.bot_messages(thread["id"]) if m["content"]]
+    assert texts == ["_Attached: image-1.png_"]
+    assert [a["filename"] for a, _ in files(fake_discord, thread["id"])] == ["image-1.png"]
