@@ -25,6 +25,9 @@ def test_events_and_scopes() -> None:
         "chat:write",
         "commands",
         "files:read",
+        "files:write",  # generated images, charts and long code (files.getUploadURLExternal)
+        "channels:read",  # catch-up: conversations.info / members
+        "groups:read",
         "users:read",
         "channels:history",
         "im:history",

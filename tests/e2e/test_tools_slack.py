@@ -254,3 +254,20 @@ async def test_a_channel_admin_switches_a_tool_off_for_that_channel_only(
     assert in_c7.tools() == ["urlContext"]  # search switched off in C7 only
     assert in_c8.tools() == ["googleSearch", "urlContext"]
     assert "google_search: off (switched off by an admin)" in fake_slack.responses[-1]["text"]
+
+
+async def test_without_files_write_the_image_is_reported_not_lost(
+    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    fake_slack.scopes.discard("files:write")  # installed from an older manifest
+    async with SlackServiceProcess(fake_gemini, fake_slack, tmp_path) as service:
+        driver = SlackDriver(fake_slack, service.events_url)
+        try:
+            ev = await mention(driver, "C9", "+illustrator a red kite")
+            await until(lambda: "missing_scope" in visible(fake_slack, ev), limit=30)
+        finally:
+            await driver.close()
+    shown = visible(fake_slack, ev)
+    assert "Here is a red image." in shown
+    assert "Slack refused the file(s) image-1.png (missing_scope)" in shown
+    assert uploaded(fake_slack, ev) == []

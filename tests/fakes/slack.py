@@ -47,6 +47,15 @@ __all__ = [
     "Upload",
 ]
 
+# Scopes Slack checks for the methods the bot uses beyond chat:write (a token without one
+# gets missing_scope); `FakeSlack.scopes` is what the app was installed with.
+NEEDS_SCOPE = {
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "conversations.members": "channels:read",
+    "conversations.info": "channels:read",
+}
+ALL_SCOPES = frozenset({"chat:write", "files:read", "files:write", "channels:read", "users:read"})
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 SIGNING_SECRET = "fake-signing-secret"
@@ -185,6 +194,7 @@ class FakeSlack(HistoryMixin, FilesMixin):
             "conversations.members": (100, 1000),
         }
         self.forced_429: dict[str, int] = defaultdict(int)
+        self.scopes: set[str] = set(ALL_SCOPES)
         self.delays: dict[str, float] = {}  # method -> seconds before it answers
         self.channel_team: dict[str, str] = {}  # channel -> workspace, for per-team limits
         self.files_scope = True  # False: downloads get the login page, as without files:read
@@ -311,6 +321,17 @@ class FakeSlack(HistoryMixin, FilesMixin):
         if request.headers.get("Authorization") != f"Bearer {token}":
             call.error = "invalid_auth"
             return self._err("invalid_auth")
+        needed = NEEDS_SCOPE.get(method)
+        if needed is not None and needed not in self.scopes:
+            call.error = "missing_scope"
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": needed,
+                    "provided": ",".join(sorted(self.scopes)),
+                }
+            )
         limit = self.limits.get(method)
         if self.forced_429[method] > 0 or limit is not None:
             wait = 0.0
