@@ -114,6 +114,7 @@ class SlackReplyTarget:
         self._on_start = on_start
         self._placeholder = False
         self._starting: asyncio.Future[None] | None = None
+        self._stopped: set[int] = set()  # native messages whose stream was closed
 
     def adopt(self, message_ids: Sequence[str]) -> None:
         """Continue a reply whose messages exist already (recovery after a restart):
@@ -189,11 +190,36 @@ class SlackReplyTarget:
             return
         if part >= len(self._ts):
             if part > 0:  # the previous message is complete: flush and close it
-                await self._append(self._raw.get(part - 1, ""), part=part - 1, final=True)
-                await self._stop(part - 1)
+                await self._close(part - 1)
             await self._new_message("")
             self._sent[part] = ""
+        if part in self._stopped:  # an earlier message rewritten (source markers added)
+            await self._rewrite(part, settled(text, final=True))
+            return
         await self._append(text, part=part, final=False)
+
+    async def _close(self, part: int) -> None:
+        """Native mode: end message `part`'s stream showing its latest text. A stream only
+        appends, so text that rewrote what streamed (markers) is put in by an edit."""
+        safe = settled(self._raw.get(part, ""), final=True)
+        if part not in self._stopped:
+            if safe.startswith(self._sent.get(part, "")):
+                await self._append(self._raw.get(part, ""), part=part, final=True)
+            await self._stop(part)
+        await self._rewrite(part, safe)
+
+    async def _rewrite(self, part: int, safe: str) -> None:
+        """Edit a closed native message into `safe` (when it shows something else)."""
+        if not safe or safe == self._sent.get(part):
+            return
+        await call(
+            self.client.chat_update,
+            channel=self.channel,
+            ts=self._ts[part],
+            text=safe[:FALLBACK_CHARS],
+            blocks=blocks(safe),
+        )
+        self._sent[part] = safe
 
     async def _edit(self, text: str, *, part: int, final: bool) -> None:
         """Edit mode: post or update message `part` with what is safe to show now. Like
@@ -236,6 +262,7 @@ class SlackReplyTarget:
 
     async def _stop(self, part: int) -> None:
         await call(self.client.chat_stopStream, channel=self.channel, ts=self._ts[part])
+        self._stopped.add(part)
 
     async def finish(self, text: str, *, part: int) -> None:
         """Show the final text (and close a native stream)."""
@@ -243,22 +270,7 @@ class SlackReplyTarget:
         if self.native:
             if part >= len(self._ts):
                 await self.show(text, part=part)  # opens it (closing the one before)
-            safe = settled(text, final=True)
-            if safe.startswith(self._sent.get(part, "")):
-                await self._append(text, part=part, final=True)
-                await self._stop(part)
-                return
-            # The final text rewrites what streamed (source markers were added): a stream
-            # only appends, so close it and edit the message into its final form.
-            await self._stop(part)
-            await call(
-                self.client.chat_update,
-                channel=self.channel,
-                ts=self._ts[part],
-                text=safe[:FALLBACK_CHARS],
-                blocks=blocks(safe),
-            )
-            self._sent[part] = safe
+            await self._close(part)
             return
         await self._edit(text, part=part, final=True)
 

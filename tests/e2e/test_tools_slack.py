@@ -271,3 +271,31 @@ async def test_without_files_write_the_image_is_reported_not_lost(
     assert "Here is a red image." in shown
     assert "Slack refused the file(s) image-1.png (missing_scope)" in shown
     assert uploaded(fake_slack, ev) == []
+
+
+@pytest.mark.parametrize("mode", ["edit", "native"])
+async def test_markers_in_a_reply_split_over_messages_lose_and_repeat_nothing(
+    fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path, mode: str
+) -> None:
+    paragraphs = [f"Point {i} holds. " + f"Detail {i} " * 95 for i in range(13)]  # ~13,000
+    text = "\n\n".join(paragraphs)
+    sources = [(f"Source {i}", f"https://s{i}.test/p", f"Point {i} holds.") for i in range(11)]
+    fake_gemini.enqueue(grounded(text, sources=sources, queries=["points"], chunk_size=400))
+    async with SlackServiceProcess(
+        fake_gemini, fake_slack, tmp_path, SLACK_STREAM_MODE=mode
+    ) as service:
+        driver = SlackDriver(fake_slack, service.events_url)
+        try:
+            ev = await mention(driver, "C10", "+researcher all the points")
+            await until(lambda: "Searched:" in visible(fake_slack, ev), limit=60)
+            await until(lambda: "Point 10 holds.[11]" in visible(fake_slack, ev), limit=30)
+        finally:
+            await driver.close()
+    messages = [m.visible() for m in fake_slack.bot_messages(ev["channel"], ev["ts"])]
+    assert len(messages) >= 2
+    shown = "\n".join(messages)
+    for i in range(13):
+        assert shown.count(f"Point {i} holds.") == 1, i
+        if i < 11:
+            assert f"Point {i} holds.[{i + 1}]" in shown
+    assert "Sources:" in messages[-1] and all("Sources:" not in m for m in messages[:-1])
