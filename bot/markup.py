@@ -103,24 +103,48 @@ def insert_markers(text: str, at: dict[int, str]) -> str:
     return "".join(out)
 
 
-def footnotes(g: Grounding, order: Sequence[int], markup: Markup) -> str:
-    """The numbered sources, then the searches Gemini ran as Google search links."""
+def footnotes(g: Grounding, order: Sequence[int], markup: Markup, limit: int = 0) -> str:
+    """The numbered sources, then the searches Gemini ran as Google search links; within
+    `limit` characters when given (so it fits one message): domains go first, then the
+    last sources, then searches; each drop is said."""
+    searches = [
+        markup.link(q, f"https://www.google.com/search?q={quote_plus(q)}") for q in g.queries
+    ]
+    # Search Suggestions are what Google's terms ask to show: sources go before searches.
+    for with_domain in (True, False):
+        for queries in range(len(searches), -1, -1):
+            for keep in range(len(order), -1, -1):
+                text = _footer(g, order, markup, with_domain, keep, searches[:queries])
+                if not limit or len(text) <= limit:
+                    return text
+    return ""
+
+
+def _footer(
+    g: Grounding,
+    order: Sequence[int],
+    markup: Markup,
+    with_domain: bool,
+    keep: int,
+    searches: Sequence[str],
+) -> str:
     lines: list[str] = []
     if order:
         lines.append("Sources:")
-        for n, i in enumerate(order, 1):
-            lines.append(f"[{n}] {_source(g.sources[i], markup)}")
-    if g.queries:
-        searches = [
-            markup.link(q, f"https://www.google.com/search?q={quote_plus(q)}") for q in g.queries
-        ]
-        lines.append("Searched: " + " · ".join(searches))
+        for n, i in enumerate(order[:keep], 1):
+            lines.append(f"[{n}] {_source(g.sources[i], markup, with_domain=with_domain)}")
+        if keep < len(order):
+            lines.append(markup.italic(f"({len(order) - keep} more not shown: too long here)"))
+    if searches:
+        more = len(g.queries) - len(searches)
+        lines.append("Searched: " + " · ".join(searches) + (f" (+{more} more)" if more else ""))
     return "\n".join(lines)
 
 
-def _source(s: Source, markup: Markup) -> str:
+def _source(s: Source, markup: Markup, *, with_domain: bool = True) -> str:
     title = s.title or s.domain or s.uri
-    tail = f" ({s.domain})" if s.domain and s.domain.lower() not in title.lower() else ""
+    named = with_domain and s.domain and s.domain.lower() not in title.lower()
+    tail = f" ({s.domain})" if named else ""
     return markup.link(title, s.uri) + tail
 
 

@@ -128,8 +128,9 @@ class ReplyDraft:
         """The reply as streamed so far (prefix and pieces, no markers)."""
         return self.prefix + "".join(p.shown for p in self._pieces)
 
-    def final(self) -> tuple[str, str]:
-        """(body with source markers, footer with sources and notes) for the last edit."""
+    def final(self, limit: int = 0) -> tuple[str, str]:
+        """(body with source markers, footer with sources and notes) for the last edit; the
+        footer fits `limit` characters (one message) when given."""
         g = self.grounding
         order = numbering(g) if g is not None else []
         at = markers(g, order) if g is not None else {}
@@ -149,7 +150,8 @@ class ReplyDraft:
         body = "".join(out).rstrip()
         footer = [links_note(self.links, self.markup)]
         if g is not None:
-            footer.append(footnotes(g, order, self.markup))
+            room = max(0, limit - len(footer[0]) - 2) if limit else 0
+            footer.append(footnotes(g, order, self.markup, room))
         return body, "\n\n".join(f for f in footer if f)
 
     def parts(self) -> tuple[Part, ...]:

@@ -301,7 +301,7 @@ class ConversationEngine:
                 reply.append(state.draft.add_note(target.markup.italic(f"Attached: {names}")))
             elif status == "complete":
                 reply.append(state.draft.add_note("(Gemini returned an empty answer.)"))
-        body, footer = state.draft.final()
+        body, footer = state.draft.final(limit=target.max_chars)
         if footer or body != reply.text.rstrip():
             reply.replace(body, footer=footer)
         reply.close(fail_message=user_note)

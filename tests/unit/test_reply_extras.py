@@ -205,3 +205,24 @@ def test_parts_round_trip_and_unknown_kinds_fail_loudly() -> None:
         load_parts(json.dumps([{"t": "hologram", "x": 1}]))
     with pytest.raises(UnknownPartKind):
         load_parts(json.dumps([{"sha256": "x", "mime": "a/b", "name": "n", "size": 1}]))
+
+
+def test_a_footer_of_long_redirect_links_fits_one_discord_message() -> None:
+    redirect = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/" + "A" * 230
+    g = Grounding(
+        sources=tuple(
+            Source(f"site{i}.example.org", f"{redirect}{i}", f"site{i}.example.org")
+            for i in range(12)
+        ),
+        supports=tuple(Support(i, i + 1, (i,)) for i in range(12)),
+        queries=("first query", "second query"),
+    )
+    angle = Markup("angle")
+    full = footnotes(g, numbering(g), angle)
+    assert len(full) > 2000
+    fitted = footnotes(g, numbering(g), angle, 1990)
+    assert len(fitted) <= 1990 and fitted.startswith("Sources:\n[1] ")
+    assert "more not shown: too long here" in fitted
+    kept = fitted.count("](<https://vertexaisearch")
+    assert 4 <= kept < 12  # as many as fit, in order
+    assert f"[{kept}] " in fitted and f"[{kept + 1}] " not in fitted
