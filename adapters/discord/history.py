@@ -83,6 +83,17 @@ def check(channel: Any, *, member: Any, me: Any) -> None:
         )
 
 
+def _visible(thread: discord.Thread, user_id: int, channel: discord.TextChannel) -> bool:
+    """A private thread only for its members (as the gateway told us) and those who may
+    manage threads: the bot being in one must not show it to everyone who asks."""
+    if not thread.is_private():
+        return True
+    if any(m.id == user_id for m in thread.members) or thread.owner_id == user_id:
+        return True
+    member = channel.guild.get_member(user_id)
+    return member is not None and channel.permissions_for(member).manage_threads
+
+
 class DiscordHistory:
     """History reads of one DiscordAdapter."""
 
@@ -102,7 +113,8 @@ class DiscordHistory:
         reading = _Reading(cap)
         window = await self._top_level(channel, window, user_id, reading, counter)
         after = window.start
-        for thread in sorted(channel.threads, key=lambda t: t.last_message_id or 0, reverse=True):
+        threads = [t for t in channel.threads if _visible(t, user_id, channel)]
+        for thread in sorted(threads, key=lambda t: t.last_message_id or 0, reverse=True):
             if reading.room <= 0:
                 reading.capped = reading.capped or _active_since(thread, window)
                 break

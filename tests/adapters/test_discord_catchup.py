@@ -227,3 +227,27 @@ async def test_long_answers_go_to_dms_or_stay_ephemeral(
         await until(lambda: "point 29" in inter.messages()[-1]["content"])
         await idle(service)
     assert len(inter.messages()) >= 2 and all(is_ephemeral(m) for m in inter.messages())
+
+
+async def test_a_private_thread_is_summarised_only_for_its_members(
+    fake_gemini: FakeGemini, fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    fake_discord.seed(
+        CHANNEL, count=3, start=ago(hours=3), step=timedelta(minutes=1), text=lambda i: f"pub {i}"
+    )
+    thread, _ = await fake_discord.seed_thread(
+        CHANNEL, "hr", count=3, start=ago(hours=1), authors=[ADA], owner=ADA,
+        text=lambda i: f"SECRET {i}",
+    )  # fmt: skip
+    thread["type"] = 12  # a private thread: Bob is not in it
+    thread["thread_metadata"]["invitable"] = False
+    fake_gemini.responder = citing_every
+    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
+        await answered(await catchup(fake_discord, BOB, "1d"))
+        await idle(service)
+        for_bob = {t for _, t in transcript_lines(fake_gemini.generate_requests()).values()}
+        await answered(await catchup(fake_discord, ADA, "1d"))
+        await idle(service)
+    assert "pub 0" in for_bob and not [t for t in for_bob if "SECRET" in t]
+    for_ada = {t for _, t in transcript_lines(fake_gemini.generate_requests()[-1:]).values()}
+    assert "SECRET 0" in for_ada
