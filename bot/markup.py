@@ -8,6 +8,7 @@ URL in angle brackets (so no embed unfurls for each source), and the console pri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -158,6 +159,16 @@ def links_note(links: Sequence[LinkRead], markup: Markup) -> str:
     )
     noun = "This link" if len(bad) == 1 else "These links"
     return markup.italic(f"{noun} could not be used: {named}.")
+
+
+_SCHEME = re.compile(r"\b(https?|ftp)://", re.I)
+_WWW = re.compile(r"\bwww\.", re.I)
+
+
+def defang(text: str) -> str:
+    """URLs the model wrote, made unclickable (a zero-width space after the scheme and in
+    `www.`) but still readable: only links the bot builds itself may be followed."""
+    return _WWW.sub("www\u200b.", _SCHEME.sub(lambda m: f"{m.group(1)}:\u200b//", text))
 
 
 def too_long(body: str) -> bool:

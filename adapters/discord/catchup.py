@@ -23,6 +23,7 @@ from adapters.discord.history import DiscordHistory, check
 from bot.catchup import Answer, Subject, Window, parse_since
 from bot.catchup.answer import chunks
 from bot.errors import BotError
+from bot.markup import defang
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -34,7 +35,6 @@ PROGRESS_EVERY_S = 2.0
 FAILED = "Something went wrong while summarising; please try again."
 QUIET = discord.AllowedMentions.none()
 _MASKED = re.compile(r"\[([^\]\n]+)\]\(\s*<?(https?://[^)\s>]+)>?\s*\)")
-_BARE_URL = re.compile(r"(?<![<(])\bhttps?://[^\s<>)]+")
 
 
 def render_refs(refs: Sequence[tuple[str, str]]) -> str:
@@ -43,10 +43,10 @@ def render_refs(refs: Sequence[tuple[str, str]]) -> str:
 
 
 def safe_model_text(text: str) -> str:
-    """Model text with no links of its own in disguise: a masked link shows its URL, and
-    URLs are wrapped so they do not unfurl."""
-    text = _MASKED.sub(lambda m: f"{m.group(1)} (<{m.group(2)}>)", text)
-    return _BARE_URL.sub(lambda m: f"<{m.group(0)}>", text)
+    """Model text with no links of its own: a masked link shows its URL, and every URL is
+    made unclickable (only the bot's own links to messages may be followed)."""
+    text = _MASKED.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    return defang(text)
 
 
 def discord_text(answer: Answer) -> str:

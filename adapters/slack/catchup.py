@@ -27,6 +27,7 @@ from adapters.slack.text import neutralise
 from bot.catchup import Answer, Subject, parse_since
 from bot.catchup.answer import chunks
 from bot.errors import BotError
+from bot.markup import defang
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
@@ -54,7 +55,7 @@ def slack_text(answer: Answer) -> str:
 
 def safe_model_text(text: str) -> str:
     """Model text made inert for mrkdwn (no links or mentions of its own), bold fixed."""
-    text = _escape(text)
+    text = defang(_escape(text))
     return re.sub(r"\*\*(.+?)\*\*", r"*\1*", text)
 
 

@@ -129,11 +129,13 @@ def test_model_markup_is_made_inert_on_each_platform() -> None:
 
     model = "**Ship** it <https://evil.test|click> <!here> & [docs](https://evil.test/x) [m1]"
     links = {"m1": "https://chat.test/1"}
+    z = "\u200b"  # URLs the model wrote stay readable but cannot be clicked
     assert link_references(slack_safe(model), links=links, render=slack_refs) == (
-        "*Ship* it &lt;https://evil.test|click&gt; &lt;!here&gt; &amp; "
-        "[docs](https://evil.test/x) (<https://chat.test/1|1>)"
+        f"*Ship* it &lt;https:{z}//evil.test|click&gt; &lt;!here&gt; &amp; "
+        f"[docs](https:{z}//evil.test/x) (<https://chat.test/1|1>)"
     )
     assert link_references(discord_safe(model), links=links, render=discord_refs) == (
-        "**Ship** it <https://evil.test|click> <!here> & docs (<https://evil.test/x>) "
+        f"**Ship** it <https:{z}//evil.test|click> <!here> & docs (https:{z}//evil.test/x) "
         "([1](<https://chat.test/1>))"
     )
+    assert discord_safe("see www.evil.test") == f"see www{z}.evil.test"
