@@ -23,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.events import Command, Shortcut
 from adapters.slack.history import SlackHistory, missing_scope
+from adapters.slack.target import call, post_budget
 from adapters.slack.text import neutralise
 from bot.catchup import Answer, Subject, parse_since
 from bot.catchup.answer import chunks
@@ -135,7 +136,7 @@ class SlackCatchup:
         except Exception as exc:
             await self._failed(respond, exc, f"catch-up of {channel}")
             return
-        await self.deliver(respond, answer, user=user)
+        await self._deliver(respond, answer, user=user, team=team, channel=channel)
 
     async def thread(
         self, respond: Any, *, team: str, channel: str, root: str, user: str, focus: str = ""
@@ -169,7 +170,7 @@ class SlackCatchup:
         except Exception as exc:
             await self._failed(respond, exc, f"summary of thread {channel}/{root}")
             return
-        await self.deliver(respond, answer, user=user)
+        await self._deliver(respond, answer, user=user, team=team, channel=channel)
 
     async def thread_shortcut(self, respond: Any, shortcut: Shortcut) -> None:
         """The "Summarize thread" message shortcut, on any message of a thread."""
@@ -185,19 +186,46 @@ class SlackCatchup:
             user=shortcut.user.id,
         )
 
-    async def deliver(self, respond: Any, answer: Answer, *, user: str) -> None:
-        """Ephemeral when it fits, else in the requester's DM with the app."""
+    async def deliver(
+        self, respond: Any, answer: Answer, *, user: str, team: str, channel: str
+    ) -> None:
+        """Ephemeral when it fits, else in the requester's DM with the app (paced, 429s
+        waited out); if the DM fails, in ephemeral parts in the channel instead."""
         text = slack_text(answer)
         if len(text) <= EPHEMERAL_MAX:
             await respond(text=text, response_type="ephemeral", replace_original=True)
             return
-        for chunk in chunks(text, DM_CHUNK):
-            await self.adapter.client.chat_postMessage(
-                channel=user, text=chunk, unfurl_links=False, unfurl_media=False
-            )
+        client, scheduler = self.adapter.client, self.adapter.engine.scheduler
+        try:
+            for chunk in chunks(text, DM_CHUNK):
+
+                async def post(chunk: str = chunk) -> None:
+                    await call(
+                        client.chat_postMessage,
+                        channel=user,
+                        text=chunk,
+                        unfurl_links=False,
+                        unfurl_media=False,
+                    )
+
+                await scheduler.call(post_budget(team, user), post)
+        except Exception as exc:  # DMs closed or refused: the answer must still arrive
+            log.warning("slack: catch-up DM to %s failed (%r); sending it here", user, exc)
+            for chunk in chunks(text, EPHEMERAL_MAX):
+                await client.chat_postEphemeral(channel=channel, user=user, text=chunk)
+            await self._say(respond, f"{answer.header}: below, in parts.", True)
+            return
         await self._say(
             respond, f"{answer.header}: too long to show here, so I sent it to you in a DM.", True
         )
+
+    async def _deliver(
+        self, respond: Any, answer: Answer, *, user: str, team: str, channel: str
+    ) -> None:
+        try:
+            await self.deliver(respond, answer, user=user, team=team, channel=channel)
+        except Exception as exc:
+            await self._failed(respond, exc, f"delivery to {user}")
 
     def _allowed(self, user: str, channel: str) -> None:
         if not self.adapter.access.allows("slack", user, channel):
