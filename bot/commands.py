@@ -135,10 +135,16 @@ class Commands:
         """Today's usage for one user."""
         day = datetime.now(UTC).date().isoformat()
         u = await self.store.get_usage(platform, user_id, day=day)
-        return (
+        text = (
             f"Today ({day} UTC): {u.turns} repl{'y' if u.turns == 1 else 'ies'}, "
-            f"{u.prompt_tokens:,} input tokens, {u.output_tokens:,} output tokens."
+            f"{u.prompt_tokens:,} input tokens, {u.output_tokens:,} output tokens"
         )
+        # Gemini counts tool results apart from the prompt; cached tokens are part of it.
+        if u.tool_tokens:
+            text += f", {u.tool_tokens:,} tokens of tool results (search, links, code)"
+        if u.cached_tokens:
+            text += f"; {u.cached_tokens:,} of the input tokens came from Gemini's cache"
+        return text + "."
 
     async def summarise(
         self,

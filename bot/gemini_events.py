@@ -85,7 +85,7 @@ class ChunkReader:
     def parts(self, candidate: Any) -> Iterator[ModelEvent]:
         """The events of one candidate's parts; remembers its metadata."""
         if getattr(candidate, "grounding_metadata", None) is not None:
-            self.grounding = candidate.grounding_metadata
+            self.grounding = _merge(self.grounding, candidate.grounding_metadata)
         if getattr(candidate, "url_context_metadata", None) is not None:
             self.url_context = candidate.url_context_metadata
         content = candidate.content
@@ -131,6 +131,20 @@ class ChunkReader:
             )
             if links:
                 yield LinksRead(links)
+
+
+def _merge(old: Any, new: Any) -> Any:
+    """Grounding metadata of a later chunk, keeping fields only an earlier one carried
+    (searches may come before the sources)."""
+    if old is None:
+        return new
+    for name in ("grounding_chunks", "grounding_supports", "web_search_queries"):
+        if not getattr(new, name, None) and getattr(old, name, None):
+            try:
+                setattr(new, name, getattr(old, name))
+            except (AttributeError, TypeError, ValueError):  # a frozen object: keep the newer
+                return new
+    return new
 
 
 def grounding(meta: Any, text: str) -> Grounding:

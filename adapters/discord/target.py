@@ -159,12 +159,7 @@ class DiscordReplyTarget:
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Post files (images, charts, long code as .txt) under the reply, ten per message."""
         too_big = [f.name for f in files if len(f.data) > MAX_FILE_BYTES]
-        if too_big:
-            raise BotError(
-                "file too large",
-                user_message=f"{', '.join(too_big)} is larger than Discord allows a bot "
-                f"({MAX_FILE_BYTES // 1024**2} MB).",
-            )
+        files = [f for f in files if len(f.data) <= MAX_FILE_BYTES]
         for at in range(0, len(files), MAX_FILES):
             batch = files[at : at + MAX_FILES]
 
@@ -182,6 +177,12 @@ class DiscordReplyTarget:
                     await self._on_message(msg)
 
             await self.scheduler.call(self.budget, send)
+        if too_big:  # the others are posted; these are named
+            raise BotError(
+                "file too large",
+                user_message=f"{', '.join(too_big)} is larger than Discord allows a bot "
+                f"({MAX_FILE_BYTES // 1024**2} MB).",
+            )
 
 
 def _txt(f: OutFile) -> str:

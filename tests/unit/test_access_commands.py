@@ -77,6 +77,13 @@ async def test_forget_usage_help(commands: Commands) -> None:
         "slack", "U1", day=datetime.now(UTC).date().isoformat(), usage=Usage(1200, 34)
     )
     assert "1 reply, 1,200 input tokens, 34 output tokens" in await commands.usage("slack", "U1")
+    await commands.store.add_usage(
+        "slack", "U1", day=datetime.now(UTC).date().isoformat(), usage=Usage(800, 6, 300, 500)
+    )
+    assert (await commands.usage("slack", "U1")).endswith(
+        "2 replies, 2,000 input tokens, 40 output tokens, 300 tokens of tool results "
+        "(search, links, code); 500 of the input tokens came from Gemini's cache."
+    )
     help_text = commands.help(commands=[("/forget", "forget this thread")])
     assert "/forget: forget this thread" in help_text and "summarizer" in help_text
     assert commands.summarize_persona() == "summarizer"

@@ -226,3 +226,28 @@ def test_a_footer_of_long_redirect_links_fits_one_discord_message() -> None:
     kept = fitted.count("](<https://vertexaisearch")
     assert 4 <= kept < 12  # as many as fit, in order
     assert f"[{kept}] " in fitted and f"[{kept + 1}] " not in fitted
+
+
+def test_grounding_fields_from_earlier_chunks_are_kept() -> None:
+    reader = ChunkReader()
+    text_part = NS(thought=None, text="Alpha beta.", executable_code=None,
+                   code_execution_result=None, inline_data=None)  # fmt: skip
+    first = NS(
+        content=NS(parts=[text_part]),
+        grounding_metadata=NS(grounding_chunks=None, grounding_supports=None,
+                              web_search_queries=["alpha"]),
+        url_context_metadata=None,
+    )  # fmt: skip
+    last = NS(
+        content=None,
+        grounding_metadata=NS(
+            grounding_chunks=[NS(web=NS(uri="https://a.test/", title="A", domain=None))],
+            grounding_supports=[],
+            web_search_queries=None,
+        ),
+        url_context_metadata=None,
+    )
+    list(reader.parts(first))
+    list(reader.parts(last))
+    (g,) = list(reader.closing())
+    assert g.queries == ("alpha",) and g.sources[0].uri == "https://a.test/"
