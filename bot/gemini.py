@@ -123,9 +123,15 @@ def _part(p: ModelPart) -> types.Part:
     if isinstance(p, str):
         return types.Part(text=p)
     if isinstance(p, InlineData):
-        return types.Part(inline_data=types.Blob(mime_type=p.mime_type, data=p.data))
+        return types.Part(
+            inline_data=types.Blob(mime_type=p.mime_type, data=p.data),
+            thought_signature=p.signature,
+        )
     if isinstance(p, FileData):
-        return types.Part(file_data=types.FileData(file_uri=p.uri, mime_type=p.mime_type))
+        return types.Part(
+            file_data=types.FileData(file_uri=p.uri, mime_type=p.mime_type),
+            thought_signature=p.signature,
+        )
     raise TypeError(f"unknown part {p!r}")
 
 

@@ -113,6 +113,7 @@ class ChunkReader:
                     blob.mime_type or "application/octet-stream",
                     bytes(blob.data),
                     origin="code" if self._code_ran else "image",
+                    signature=part.thought_signature or None,
                 )
 
     def closing(self) -> Iterator[ModelEvent]:

@@ -58,6 +58,9 @@ class GeneratedFile:
     mime_type: str
     data: bytes
     origin: Literal["image", "code"] = "image"
+    # Opaque provider data to send back with the file in later turns (Gemini 3 image models
+    # sign their images and refuse an edit of one without its signature).
+    signature: bytes | None = None
 
 
 # Code the model wrote and ran, and what it printed: the same values a model turn stores.

@@ -42,6 +42,7 @@ class InlineData:
 
     mime_type: str
     data: bytes
+    signature: bytes | None = None  # the provider's signature of a file it made
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class FileData:
 
     mime_type: str
     uri: str
+    signature: bytes | None = None  # the provider's signature of a file it made
 
 
 ModelPart = str | InlineData | FileData

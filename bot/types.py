@@ -71,6 +71,7 @@ class FilePart:
     mime_type: str
     name: str
     size: int
+    signature: bytes | None = None  # a generated file's provider signature, sent back with it
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ Every part carries its kind (`t`). Reading a kind this code does not know raises
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -33,13 +34,10 @@ def _dump(p: Part) -> dict[str, Any]:
     if isinstance(p, TextPart):
         return {"t": "text", "text": p.text}
     if isinstance(p, FilePart):
-        return {
-            "t": "file",
-            "sha256": p.sha256,
-            "mime": p.mime_type,
-            "name": p.name,
-            "size": p.size,
-        }
+        out = {"t": "file", "sha256": p.sha256, "mime": p.mime_type, "name": p.name, "size": p.size}
+        if p.signature:
+            out["sig"] = base64.b64encode(p.signature).decode()
+        return out
     if isinstance(p, CodePart):
         return {"t": "code", "code": p.code, "lang": p.language}
     if isinstance(p, CodeOutputPart):
@@ -67,7 +65,8 @@ def _load(d: dict[str, Any]) -> Part:
     if kind == "text":
         return TextPart(d["text"])
     if kind == "file":
-        return FilePart(d["sha256"], d["mime"], d["name"], d["size"])
+        sig = base64.b64decode(d["sig"]) if d.get("sig") else None
+        return FilePart(d["sha256"], d["mime"], d["name"], d["size"], sig)
     if kind == "code":
         return CodePart(d["code"], d.get("lang", "python"))
     if kind == "code_output":

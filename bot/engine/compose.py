@@ -10,7 +10,7 @@ the numbered sources and the searches run.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.markup import (
     Markup,
@@ -99,7 +99,7 @@ class ReplyDraft:
         out = OutFile(name, made.mime_type, made.data)
         self.files.append(out)
         if stored is not None:
-            self._parts.append(FilePart(stored.sha256, stored.mime_type, name, stored.size))
+            self._parts.append(replace(stored, name=name))
         return out
 
     def add_note(self, text: str) -> str:

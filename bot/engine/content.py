@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Re-upload a provider file this long before it expires, so a turn never uses a dying URI.
 EXPIRY_MARGIN = timedelta(hours=1)
+# The model's own images go back inline up to this size (a 1024x1024 PNG is 1-2 MB; a
+# request may carry 20 MB), so an edit needs no Files API round trip.
+GENERATED_INLINE_BYTES = 8 * 1024 * 1024
 CONTENT_CACHE_SIZE = 2_000  # finished text turns of the threads in use; a miss re-reads one
 # A reply stored as partial is sent back marked, so the model does not continue a sentence
 # as if it had finished it (and knows the user may not have seen the rest).
@@ -157,9 +160,10 @@ class ContentBuilder:
         # An image the model made itself goes back as its own output, with no label: that
         # is how a follow-up ("make it blue") edits it.
         label = f"[file: {part.name}]"
-        if generated and part.size <= self.inline_max_bytes:
+        if generated and part.size <= max(self.inline_max_bytes, GENERATED_INLINE_BYTES):
             try:
-                return [InlineData(part.mime_type, await self.store.get_blob(part.sha256))]
+                data = await self.store.get_blob(part.sha256)
+                return [InlineData(part.mime_type, data, part.signature)]
             except KeyError:
                 return [f"[{part.name}: no longer available]"]
         if part.size <= self.inline_max_bytes:
@@ -179,6 +183,8 @@ class ContentBuilder:
             )
             await self.store.put_remote_file(part.sha256, remote)
             self.counters["files_uploaded"] += 1
+        if generated:
+            return [FileData(part.mime_type, remote.uri, part.signature)]
         return [label, FileData(part.mime_type, remote.uri)]
 
     async def expire_remote_files(self, turns: tuple[Turn, ...] | list[Turn]) -> None:

@@ -78,4 +78,4 @@ async def _keep(store: Store, made: GeneratedFile) -> FilePart | None:
     except AttachmentError as exc:
         log.warning("generated %s not stored: %s", made.mime_type, exc)
         return None
-    return FilePart(sha, made.mime_type, "generated", len(made.data))
+    return FilePart(sha, made.mime_type, "generated", len(made.data), made.signature)

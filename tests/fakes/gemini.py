@@ -448,6 +448,19 @@ class FakeGemini:
                     }
                 ],
             )
+        if request.match_info["model"] in self.image_models:
+            # Gemini 3 image models: an image of their own sent back without its signature.
+            for n, content in enumerate(rec.contents()):
+                for part in content.get("parts", []) if content.get("role") == "model" else []:
+                    if ("inlineData" in part or "inline_data" in part) and not (
+                        part.get("thoughtSignature") or part.get("thought_signature")
+                    ):
+                        return self._error(
+                            400,
+                            "INVALID_ARGUMENT",
+                            f"Image part is missing a thought_signature in content position {n}"
+                            ", part position 1.",
+                        )
         supported = (
             {"TEXT", "IMAGE"} if request.match_info["model"] in self.image_models else {"TEXT"}
         )

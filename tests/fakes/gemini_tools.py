@@ -460,6 +460,10 @@ def colour_for(text: str) -> str:
     return "red"
 
 
+# Gemini 3 image models sign each image they make and want the signature back with it.
+IMAGE_SIGNATURE = b"fake-image-thought-signature"
+
+
 def tool_reply(
     echo: str,
     *,
@@ -487,7 +491,10 @@ def tool_reply(
             [
                 f"Here is a {colour} image.",
                 types.Part(
-                    inline_data=types.Blob(mime_type="image/png", data=png(64, 64, COLOURS[colour]))
+                    inline_data=types.Blob(
+                        mime_type="image/png", data=png(64, 64, COLOURS[colour])
+                    ),
+                    thought_signature=IMAGE_SIGNATURE,
                 ),
             ],
             delay=delay,

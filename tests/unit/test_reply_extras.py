@@ -101,7 +101,7 @@ def test_chunk_reader_maps_code_images_and_links() -> None:
     def part(**kw: object) -> NS:
         base = dict(
             thought=None, text=None, executable_code=None, code_execution_result=None,
-            inline_data=None,
+            inline_data=None, thought_signature=None,
         )  # fmt: skip
         return NS(**{**base, **kw})
 
@@ -112,7 +112,9 @@ def test_chunk_reader_maps_code_images_and_links() -> None:
                 part(text="Plot:"),
                 part(executable_code=NS(code="print(1)", language="PYTHON")),
                 part(code_execution_result=NS(outcome="OUTCOME_OK", output="1\n")),
-                part(inline_data=NS(mime_type="image/png", data=b"\x89PNG")),
+                part(
+                    inline_data=NS(mime_type="image/png", data=b"\x89PNG"), thought_signature=b"s"
+                ),
             ]
         ),
         grounding_metadata=None,
@@ -127,7 +129,7 @@ def test_chunk_reader_maps_code_images_and_links() -> None:
     assert events[0] == TextDelta("Plot:")
     assert CodeRun("print(1)", "python") in events
     assert CodeOutput("1\n", "ok") in events
-    assert GeneratedFile("image/png", b"\x89PNG", origin="code") in events
+    assert GeneratedFile("image/png", b"\x89PNG", origin="code", signature=b"s") in events
     (links,) = list(reader.closing())
     assert [(link.url, link.status) for link in links.links] == [
         ("https://ok.test", "read"),
@@ -194,7 +196,8 @@ def test_code_blocks_inline_and_long_code_attached() -> None:
 def test_parts_round_trip_and_unknown_kinds_fail_loudly() -> None:
     parts = (
         TextPart("hi"),
-        FilePart("ab" * 32, "image/png", "image-1.png", 10),
+        FilePart("ab" * 32, "image/png", "image-1.png", 10, b"\x00sig\xff"),
+        FilePart("cd" * 32, "text/plain", "notes.txt", 3),
         CodePart("print(1)", "python"),
         CodeOutputPart("1", "failed"),
         GroundingPart(_grounded()),
