@@ -28,6 +28,7 @@ from bot.types import (
 )
 from storage.blobs import BlobDir
 from storage.cache import LRU, Tail
+from storage.channels import ChannelSettings
 from storage.codec import dump_parts
 from storage.migrations import migrate
 from storage.rows import INSERT_TURN, TURN_COLS, turn_from_row, turn_params
@@ -44,7 +45,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class SqliteStore:
+class SqliteStore(ChannelSettings):
     """Conversations and everything around them in one SQLite file."""
 
     def __init__(self, path: Path, *, blob_dir: Path, max_blob_bytes: int) -> None:
@@ -418,59 +419,6 @@ class SqliteStore:
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET uri=excluded.uri, "
             "name=excluded.name, mime_type=excluded.mime_type, expires_at=excluded.expires_at",
             (sha256, remote.uri, remote.name, remote.mime_type, remote.expires_at.isoformat()),
-        )
-
-    # -- channel settings --------------------------------------------------
-
-    async def get_channel_persona(
-        self, platform: str, workspace_id: str, channel_id: str
-    ) -> str | None:
-        """The channel's default persona."""
-        ckey = (platform, workspace_id, channel_id)
-        if ckey in self._channels:
-            return self._channels.get(ckey)
-        rows = await self._rows(
-            "SELECT default_persona FROM channel_settings "
-            "WHERE platform=? AND workspace_id=? AND channel_id=?",
-            (platform, workspace_id, channel_id),
-        )
-        row = rows[0] if rows else None
-        persona = row[0] if row else None
-        self._channels.put(ckey, persona)
-        return persona
-
-    async def set_channel_persona(
-        self, platform: str, workspace_id: str, channel_id: str, persona: str | None
-    ) -> None:
-        """Set or clear the channel's default persona."""
-        await self._write(
-            "INSERT INTO channel_settings (platform, workspace_id, channel_id, default_persona) "
-            "VALUES (?, ?, ?, ?) "
-            "ON CONFLICT DO UPDATE SET default_persona=excluded.default_persona",
-            (platform, workspace_id, channel_id, persona),
-        )
-        self._channels.put((platform, workspace_id, channel_id), persona)
-
-    async def get_channel_tools_off(
-        self, platform: str, workspace_id: str, channel_id: str
-    ) -> frozenset[str]:
-        """Tools a channel admin switched off in this channel."""
-        rows = await self._rows(
-            "SELECT tools_off FROM channel_settings "
-            "WHERE platform=? AND workspace_id=? AND channel_id=?",
-            (platform, workspace_id, channel_id),
-        )
-        raw = str(rows[0][0]) if rows else ""
-        return frozenset(t for t in raw.split(",") if t)
-
-    async def set_channel_tools_off(
-        self, platform: str, workspace_id: str, channel_id: str, tools: frozenset[str]
-    ) -> None:
-        """Replace the set of tools switched off in a channel."""
-        await self._write(
-            "INSERT INTO channel_settings (platform, workspace_id, channel_id, tools_off) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET tools_off=excluded.tools_off",
-            (platform, workspace_id, channel_id, ",".join(sorted(tools))),
         )
 
     # -- events and usage --------------------------------------------------

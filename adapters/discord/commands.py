@@ -1,4 +1,4 @@
-"""The bot's app commands: /summarize, the context menu, /persona, /forget, usage, help."""
+"""The bot's app commands: summaries and catch-up, persona and tools, forget, usage, help."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bot.types import ThreadKey
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
 
+QUIET = discord.AllowedMentions.none()
 HELP = [
     ("@mention", "start a thread (or, in a thread, a conversation) with a question"),
     ("+persona at the start", "pick a persona for the thread, e.g. `@Gemini +coder ...`"),
@@ -30,29 +31,33 @@ HELP = [
 ]
 
 
+async def say(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral answer (a follow-up once the interaction was deferred)."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=QUIET)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=QUIET)
+
+
+async def guard(adapter: DiscordAdapter, interaction: discord.Interaction) -> bool:
+    """False (and says why) when the access policy refuses the user or channel."""
+    if not adapter.allowed(interaction):
+        await say(interaction, "You are not allowed to use this bot here.")
+        return False
+    return True
+
+
 def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
-    """The bot's slash commands and its message context menu."""
-    commands = adapter.commands
+    """The bot's slash commands and its message context menus."""
+    _summaries(adapter, tree)
+    _persona(adapter, tree)
+    _tools(adapter, tree)
+    _threads_and_info(adapter, tree)
+
+
+def _summaries(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """/summarize, /catchup and the two summary menus."""
     catchups = DiscordCatchup(adapter)
-    quiet = discord.AllowedMentions.none()
-
-    async def say(interaction: discord.Interaction, text: str) -> None:
-        if interaction.response.is_done():  # deferred: the answer is a follow-up
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=quiet)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=quiet)
-
-    async def wait_for_thread(interaction: discord.Interaction, key: ThreadKey) -> None:
-        # /forget and /persona wait for a reply in flight in the thread, which can take
-        # longer than Discord's 3 s to answer an interaction: defer first.
-        if commands.locks.busy(key):
-            await interaction.response.defer(ephemeral=True, thinking=True)
-
-    async def guard(interaction: discord.Interaction) -> bool:
-        if not adapter.allowed(interaction):
-            await say(interaction, "You are not allowed to use this bot here.")
-            return False
-        return True
 
     @tree.command(
         name="summarize", description="Summarise an attached file, or (in a thread) the thread"
@@ -64,7 +69,7 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
     async def summarize_cmd(
         interaction: discord.Interaction, file: discord.Attachment | None = None, focus: str = ""
     ) -> None:
-        if not await guard(interaction):
+        if not await guard(adapter, interaction):
             return
         if file is not None:
             await adapter.summarize(interaction, [file], focus, None)
@@ -78,14 +83,14 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
 
     @tree.context_menu(name="Summarize attachments")
     async def summarize_menu(interaction: discord.Interaction, message: discord.Message) -> None:
-        if await guard(interaction):
+        if await guard(adapter, interaction):
             await adapter.summarize(interaction, list(message.attachments), "", message)
 
     @tree.context_menu(name="Summarize thread")
     async def summarize_thread_menu(
         interaction: discord.Interaction, message: discord.Message
     ) -> None:
-        if await guard(interaction):
+        if await guard(adapter, interaction):
             await catchups.thread_of(interaction, message)
 
     @tree.command(name="catchup", description="What you missed in this channel (only you see it)")
@@ -93,8 +98,15 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
         since="24h by default; or 90m, 12h, 3d, 1w, 2026-11-28, 'since my last message'"
     )
     async def catchup_cmd(interaction: discord.Interaction, since: str = "") -> None:
-        if await guard(interaction):
+        if await guard(adapter, interaction):
             await catchups.catchup(interaction, since)
+
+    _ = (summarize_cmd, summarize_menu, summarize_thread_menu, catchup_cmd)
+
+
+def _persona(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """/persona: list personas, pick one for the thread or (admins) the channel."""
+    commands = adapter.commands
 
     async def persona_names(
         _interaction: discord.Interaction, current: str
@@ -117,7 +129,7 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
     async def persona_cmd(
         interaction: discord.Interaction, name: str = "", scope: str = "thread"
     ) -> None:
-        if not await guard(interaction):
+        if not await guard(adapter, interaction):
             return
         channel = interaction.channel
         key = adapter.key_for(channel, interaction.guild_id)
@@ -140,10 +152,17 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
                     "Use /persona inside a thread, or pick the channel default with scope:channel.",
                 )
             else:
-                await wait_for_thread(interaction, key)
+                await wait_for_thread(adapter, interaction, key)
                 await say(interaction, await commands.set_thread_persona(key, name))
         except BotError as exc:
             await say(interaction, exc.user_message)
+
+    _ = persona_cmd
+
+
+def _tools(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """/tools: the channel's Gemini tools; admins switch one."""
+    commands = adapter.commands
 
     @tree.command(name="tools", description="The Gemini tools in this channel; admins switch one")
     @app_commands.describe(tool="the tool to switch", state="on or off (admins)")
@@ -152,7 +171,7 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
         state=[app_commands.Choice(name=s, value=s) for s in ("on", "off")],
     )
     async def tools_cmd(interaction: discord.Interaction, tool: str = "", state: str = "") -> None:
-        if not await guard(interaction):
+        if not await guard(adapter, interaction):
             return
         channel = interaction.channel
         parent = getattr(channel, "parent_id", None) or getattr(channel, "id", "")
@@ -168,15 +187,22 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
             text = exc.user_message
         await say(interaction, text)
 
+    _ = tools_cmd
+
+
+def _threads_and_info(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> None:
+    """/forget, /gemini-usage and /gemini-help."""
+    commands = adapter.commands
+
     @tree.command(name="forget", description="Forget this thread's conversation")
     async def forget_cmd(interaction: discord.Interaction) -> None:
-        if not await guard(interaction):
+        if not await guard(adapter, interaction):
             return
         key = adapter.key_for(interaction.channel, interaction.guild_id)
         if key is None:
             await say(interaction, "Use /forget inside one of my threads or in a DM.")
             return
-        await wait_for_thread(interaction, key)
+        await wait_for_thread(adapter, interaction, key)
         await say(interaction, await commands.forget(key))
 
     @tree.command(name="gemini-usage", description="Your usage today")
@@ -187,5 +213,13 @@ def register_commands(adapter: DiscordAdapter, tree: app_commands.CommandTree[An
     async def help_cmd(interaction: discord.Interaction) -> None:
         await say(interaction, commands.help(commands=HELP))
 
-    _ = (summarize_cmd, summarize_menu, summarize_thread_menu, catchup_cmd)
-    _ = (persona_cmd, tools_cmd, forget_cmd, usage_cmd, help_cmd)
+    _ = (forget_cmd, usage_cmd, help_cmd)
+
+
+async def wait_for_thread(
+    adapter: DiscordAdapter, interaction: discord.Interaction, key: ThreadKey
+) -> None:
+    """Defer first when a reply holds the thread: /forget and /persona wait for it, which
+    can take longer than Discord's 3 s to answer an interaction."""
+    if adapter.commands.locks.busy(key):
+        await interaction.response.defer(ephemeral=True, thinking=True)
