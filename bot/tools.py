@@ -16,7 +16,7 @@ from bot.types import Persona, ThreadKey
 
 LABELS = {
     "google_search": "Google Search grounding",
-    "url_context": "reading links (URL context)",
+    "url_context": "Gemini reads the links in messages",
     "code_execution": "code execution",
 }
 
@@ -45,7 +45,7 @@ class ToolPolicy:
                 state = "off (not allowed by the operator)"
             else:
                 state = "off (switched off by an admin)" if tool in off else "on"
-            lines.append(f"• {tool}: {state} ({LABELS[tool]})")
+            lines.append(f"• {tool} ({LABELS[tool]}): {state}")
         lines.append(
             "Personas use the tools they name; admins switch one with: off TOOL / on TOOL."
         )

@@ -139,7 +139,10 @@ async def test_tools_command_switches_a_tool_off_for_the_channel(
     # In the channel's threads too: the switch is the channel's.
     inter = await fake_discord.interact("tools", user=BOB, channel_id=thread["id"])
     await until(lambda: bool(inter.callbacks))
-    assert "code_execution: off (switched off by an admin)" in inter.callbacks[0]["data"]["content"]
+    assert (
+        "code_execution (code execution): off (switched off by an admin)"
+        in (inter.callbacks[0]["data"]["content"])
+    )
 
 
 async def test_an_image_only_answer_replaces_its_status_line(

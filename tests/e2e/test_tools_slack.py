@@ -253,7 +253,10 @@ async def test_a_channel_admin_switches_a_tool_off_for_that_channel_only(
     in_c7, in_c8 = fake_gemini.generate_requests()
     assert in_c7.tools() == ["urlContext"]  # search switched off in C7 only
     assert in_c8.tools() == ["googleSearch", "urlContext"]
-    assert "google_search: off (switched off by an admin)" in fake_slack.responses[-1]["text"]
+    assert (
+        "google_search (Google Search grounding): off (switched off by an admin)"
+        in fake_slack.responses[-1]["text"]
+    )
 
 
 async def test_without_files_write_the_image_is_reported_not_lost(

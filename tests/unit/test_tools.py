@@ -27,8 +27,8 @@ async def test_operator_and_channel_narrow_a_personas_tools() -> None:
     other = ThreadKey("slack", "T1", "C2", "1.0")
     assert (await policy.apply(RESEARCHER, other)).tools == ("google_search", "url_context")
     text = await policy.describe("slack", "T1", "C1")
-    assert "google_search: off (switched off by an admin)" in text
-    assert "code_execution: off (not allowed by the operator)" in text
+    assert "google_search (Google Search grounding): off (switched off by an admin)" in text
+    assert "code_execution (code execution): off (not allowed by the operator)" in text
     await policy.switch(
         platform="slack", workspace_id="T1", channel_id="C1", tool="google_search", on=True,
         is_admin=True,
