@@ -28,6 +28,7 @@ LINK_PROBLEM = {
     "unsafe": "refused as unsafe",
     "paywalled": "paywalled",
 }
+NAMED_LINKS = 5  # unreadable links named one by one; the rest are counted
 # Code or output longer than this is attached as a file instead of shown inline.
 INLINE_CODE_CHARS = 1_500
 INLINE_CODE_LINES = 30
@@ -112,9 +113,9 @@ def footnotes(g: Grounding, order: Sequence[int], markup: Markup, limit: int = 0
         markup.link(q, f"https://www.google.com/search?q={quote_plus(q)}") for q in g.queries
     ]
     # Search Suggestions are what Google's terms ask to show: sources go before searches.
-    for with_domain in (True, False):
-        for queries in range(len(searches), -1, -1):
-            for keep in range(len(order), -1, -1):
+    for queries in range(len(searches), -1, -1):
+        for keep in range(len(order), -1, -1):
+            for with_domain in (True, False):
                 text = _footer(g, order, markup, with_domain, keep, searches[:queries])
                 if not limit or len(text) <= limit:
                     return text
@@ -155,20 +156,25 @@ def links_note(links: Sequence[LinkRead], markup: Markup) -> str:
     if not bad:
         return ""
     named = ", ".join(
-        f"{markup.bare(link.url)} ({LINK_PROBLEM.get(link.status, link.status)})" for link in bad
+        f"{markup.bare(link.url[:200])} ({LINK_PROBLEM.get(link.status, link.status)})"
+        for link in bad[:NAMED_LINKS]
     )
+    if len(bad) > NAMED_LINKS:
+        named += f" and {len(bad) - NAMED_LINKS} more"
     noun = "This link" if len(bad) == 1 else "These links"
     return markup.italic(f"{noun} could not be used: {named}.")
 
 
-_SCHEME = re.compile(r"\b(https?|ftp)://", re.I)
-_WWW = re.compile(r"\bwww\.", re.I)
+# No \b: a URL right after a word character (`_https://…_` in italics) still links.
+_SCHEME = re.compile(r"(https?|ftp)://", re.I)
+_WWW = re.compile(r"(www)\.", re.I)
 
 
 def defang(text: str) -> str:
     """URLs the model wrote, made unclickable (a zero-width space after the scheme and in
     `www.`) but still readable: only links the bot builds itself may be followed."""
-    return _WWW.sub("www\u200b.", _SCHEME.sub(lambda m: f"{m.group(1)}:\u200b//", text))
+    text = _SCHEME.sub(lambda m: f"{m.group(1)}:\u200b//", text)
+    return _WWW.sub(lambda m: f"{m.group(1)}\u200b.", text)
 
 
 def too_long(body: str) -> bool:

@@ -120,6 +120,7 @@ class DiscordCatchup:
             user_id=interaction.user.id,
             cap=self.adapter.commands.max_messages,
             counter=p.count,
+            requester=interaction.user,
         )
         return await self.adapter.commands.summarise(
             messages,

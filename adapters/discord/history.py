@@ -83,15 +83,21 @@ def check(channel: Any, *, member: Any, me: Any) -> None:
         )
 
 
-def _visible(thread: discord.Thread, user_id: int, channel: discord.TextChannel) -> bool:
-    """A private thread only for its members (as the gateway told us) and those who may
-    manage threads: the bot being in one must not show it to everyone who asks."""
+async def _visible(
+    thread: discord.Thread, user_id: int, channel: discord.TextChannel, requester: Any
+) -> bool:
+    """A private thread only for those who may manage threads and its members (asked of
+    Discord: without the members intent the gateway does not tell): the bot being in one
+    must not show it to everyone who asks."""
     if not thread.is_private():
         return True
-    if any(m.id == user_id for m in thread.members) or thread.owner_id == user_id:
+    if isinstance(requester, discord.Member) and channel.permissions_for(requester).manage_threads:
         return True
-    member = channel.guild.get_member(user_id)
-    return member is not None and channel.permissions_for(member).manage_threads
+    try:
+        await thread.fetch_member(user_id)
+    except discord.HTTPException:  # NotFound: not a member; anything else: not shown
+        return False
+    return True
 
 
 class DiscordHistory:
@@ -108,12 +114,13 @@ class DiscordHistory:
         user_id: int,
         cap: int,
         counter: Counter,
+        requester: Any = None,
     ) -> tuple[list[ChannelMessage], Read, Window]:
         """The window's messages, newest first up to `cap`, with its active threads'."""
         reading = _Reading(cap)
         window = await self._top_level(channel, window, user_id, reading, counter)
         after = window.start
-        threads = [t for t in channel.threads if _visible(t, user_id, channel)]
+        threads = [t for t in channel.threads if await _visible(t, user_id, channel, requester)]
         for thread in sorted(threads, key=lambda t: t.last_message_id or 0, reverse=True):
             if reading.room <= 0:
                 reading.capped = reading.capped or _active_since(thread, window)

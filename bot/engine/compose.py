@@ -124,6 +124,11 @@ class ReplyDraft:
         return piece
 
     @property
+    def own(self) -> str:
+        """What the model's events added (no prefix notes)."""
+        return "".join(p.shown for p in self._pieces)
+
+    @property
     def shown(self) -> str:
         """The reply as streamed so far (prefix and pieces, no markers)."""
         return self.prefix + "".join(p.shown for p in self._pieces)
@@ -150,7 +155,7 @@ class ReplyDraft:
         body = "".join(out).rstrip()
         footer = [links_note(self.links, self.markup)]
         if g is not None:
-            room = max(0, limit - len(footer[0]) - 2) if limit else 0
+            room = max(1, limit - len(footer[0]) - 2) if limit else 0
             footer.append(footnotes(g, order, self.markup, room))
         return body, "\n\n".join(f for f in footer if f)
 

@@ -29,6 +29,9 @@ EXPIRY_MARGIN = timedelta(hours=1)
 # The model's own images go back inline up to this size (a 1024x1024 PNG is 1-2 MB; a
 # request may carry 20 MB), so an edit needs no Files API round trip.
 GENERATED_INLINE_BYTES = 8 * 1024 * 1024
+# ...but no more than this in all per request (Gemini takes 20 MB, base64 adds a third):
+# the rest goes through the Files API, signature and all.
+GENERATED_INLINE_PER_REQUEST = 12 * 1024 * 1024
 CONTENT_CACHE_SIZE = 2_000  # finished text turns of the threads in use; a miss re-reads one
 # A reply stored as partial is sent back marked, so the model does not continue a sentence
 # as if it had finished it (and knows the user may not have seen the rest).
@@ -119,22 +122,25 @@ class ContentBuilder:
 
     async def contents(self, turns: tuple[Turn, ...] | list[Turn]) -> list[ModelContent]:
         """Stored turns as model input, skipping turns with nothing to say."""
-        return [c for t in turns if (c := await self.content(t)) is not None]
+        # The request's inline bytes left; newest turns first, so the latest image is inline.
+        room = [GENERATED_INLINE_PER_REQUEST]
+        built = [await self.content(t, room) for t in reversed(turns)]
+        return [c for c in reversed(built) if c is not None]
 
-    async def content(self, turn: Turn) -> ModelContent | None:
+    async def content(self, turn: Turn, room: list[int] | None = None) -> ModelContent | None:
         """A stored turn as model input; None for turns with nothing to say."""
         # Finished text-only turns never change: build them once. Turns with files are
         # rebuilt each time because their URIs expire.
         if turn.id in self._cache:
             return self._cache[turn.id]
-        content = await self._build(turn)
+        content = await self._build(turn, room if room is not None else [0])
         if turn.status != "pending" and all(isinstance(p, TextPart) for p in turn.parts):
             if len(self._cache) >= CONTENT_CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[turn.id] = content
         return content
 
-    async def _build(self, turn: Turn) -> ModelContent | None:
+    async def _build(self, turn: Turn, room: list[int]) -> ModelContent | None:
         out: list[ModelPart] = []
         if turn.role == "user":
             name = turn.author.name if turn.author else "user"
@@ -145,7 +151,7 @@ class ContentBuilder:
             prefix = ""
         for p in turn.parts:
             if isinstance(p, FilePart):
-                out.extend(await self._file(p, generated=turn.role == "model"))
+                out.extend(await self._file(p, generated=turn.role == "model", room=room))
             elif (text := _as_text(p)) is not None:
                 out.append(prefix + text)
                 prefix = ""
@@ -155,12 +161,19 @@ class ContentBuilder:
             out.append(CUT_SHORT)
         return ModelContent(turn.role, tuple(out))
 
-    async def _file(self, part: FilePart, *, generated: bool = False) -> list[ModelPart]:
+    async def _file(
+        self, part: FilePart, *, generated: bool = False, room: list[int] | None = None
+    ) -> list[ModelPart]:
         """Inline small files; upload big ones once and reuse the URI until near expiry."""
         # An image the model made itself goes back as its own output, with no label: that
         # is how a follow-up ("make it blue") edits it.
         label = f"[file: {part.name}]"
-        if generated and part.size <= max(self.inline_max_bytes, GENERATED_INLINE_BYTES):
+        room = room if room is not None else [0]
+        inline = part.size <= self.inline_max_bytes or (
+            part.size <= min(GENERATED_INLINE_BYTES, room[0])
+        )
+        if generated and inline:
+            room[0] -= part.size
             try:
                 data = await self.store.get_blob(part.sha256)
                 return [InlineData(part.mime_type, data, part.signature)]

@@ -295,7 +295,7 @@ class ConversationEngine:
         files = state.draft.files
         if files and status == "failed" and state.error is None and not state.cancelled:
             status, user_note = "complete", None  # files and no text: still an answer
-        if not state.draft.shown.strip():
+        if not state.draft.own.strip():
             if files:  # the message must not keep a status line ("Drawing…") for ever
                 names = ", ".join(f.name for f in files)
                 reply.append(state.draft.add_note(target.markup.italic(f"Attached: {names}")))

@@ -248,6 +248,10 @@ async def test_a_private_thread_is_summarised_only_for_its_members(
         for_bob = {t for _, t in transcript_lines(fake_gemini.generate_requests()).values()}
         await answered(await catchup(fake_discord, ADA, "1d"))
         await idle(service)
+        for_ada = {t for _, t in transcript_lines(fake_gemini.generate_requests()[-1:]).values()}
+        fake_discord.thread_members[thread["id"]].add(BOB)  # Bob joins (not its owner)
+        await answered(await catchup(fake_discord, BOB, "1d"))
+        await idle(service)
+        member = {t for _, t in transcript_lines(fake_gemini.generate_requests()[-1:]).values()}
     assert "pub 0" in for_bob and not [t for t in for_bob if "SECRET" in t]
-    for_ada = {t for _, t in transcript_lines(fake_gemini.generate_requests()[-1:]).values()}
-    assert "SECRET 0" in for_ada
+    assert "SECRET 0" in for_ada and "SECRET 0" in member

@@ -326,3 +326,12 @@ async def test_file_lost_early_by_provider_is_reuploaded_once(engine, fake_gemin
     uri2 = fake_gemini.generate_requests()[-1].file_uris()[0]
     assert uri2 != uri1
     assert len(fake_gemini.upload_starts()) == 2
+
+
+async def test_an_empty_answer_after_a_file_note_still_says_so(engine, fake_gemini) -> None:
+    fake_gemini.enqueue(Reply([]))
+    t = target()
+    zip_ = b"PK\x03\x04" + b"0" * 100
+    await engine.handle(msg("look", attachments=(attachment("a.zip", zip_),)), t)
+    (shown,) = t.visible()
+    assert "Skipped a.zip" in shown and "(Gemini returned an empty answer.)" in shown

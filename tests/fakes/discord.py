@@ -129,6 +129,7 @@ class FakeDiscord(
         self.users: dict[str, dict[str, Any]] = {BOT_ID: _user(BOT_ID, "gemini", bot=True)}
         self.member_roles: dict[str, list[str]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.thread_members: dict[str, set[str]] = {}  # thread id -> user ids in it
         self.messages: dict[str, dict[str, dict[str, Any]]] = {}
         self.files: dict[str, bytes] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
@@ -280,6 +281,7 @@ class FakeDiscord(
         }
         self.channels[tid] = thread
         self.messages.setdefault(tid, {})
+        self.thread_members.setdefault(tid, set()).add(owner)
         return thread
 
     async def user_thread(self, root: dict[str, Any], name: str, owner: str) -> dict[str, Any]:
@@ -386,6 +388,12 @@ class FakeDiscord(
         if ch is None:
             return error(404, 10003, "Unknown Channel")
         rest = parts[2:]
+        if len(rest) == 2 and rest[0] == "thread-members" and method == "GET":
+            if rest[1] not in self.thread_members.get(cid, set()):
+                return error(404, 10007, "Unknown Member")
+            return json_response(
+                {"id": cid, "user_id": rest[1], "join_timestamp": now_iso(), "flags": 0}
+            )
         in_guild = bool(ch.get("guild_id"))
         if in_guild and not self.permissions(BOT_ID, cid) & VIEW_CHANNEL:
             return missing_access()

@@ -204,6 +204,7 @@ class HistoryMixin:
         tid = root["id"] if root is not None else self.snowflake_at(start)
         thread = self._thread(tid, parent_id, name, owner or who[0])
         msgs = self.seed(tid, count=count, start=start, step=step, authors=who, text=text)
+        self.thread_members.setdefault(tid, set()).update(who)
         await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         return thread, msgs
 

@@ -164,6 +164,8 @@ class MessagesMixin:
         msg = self._message(
             channel_id, author_id, content, attachments=attachments, reference=reference
         )
+        if channel_id in self.thread_members:  # posting in a thread joins it
+            self.thread_members[channel_id].add(author_id)
         await self.dispatch("MESSAGE_CREATE", self.public(msg))
         return msg
 

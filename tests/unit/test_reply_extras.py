@@ -254,3 +254,82 @@ def test_grounding_fields_from_earlier_chunks_are_kept() -> None:
     list(reader.parts(last))
     (g,) = list(reader.closing())
     assert g.queries == ("alpha",) and g.sources[0].uri == "https://a.test/"
+
+
+async def test_generated_images_go_back_inline_within_one_requests_budget() -> None:
+    from collections import Counter
+    from datetime import UTC, datetime, timedelta
+
+    from bot.engine.content import ContentBuilder
+    from bot.ports import FileData, InlineData
+    from bot.types import Author, NewTurn, RemoteFile, ThreadKey
+    from storage.memory import MemoryStore
+
+    class Uploads:
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def upload(self, *, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
+            self.count += 1
+            expires = datetime.now(UTC) + timedelta(hours=48)
+            return RemoteFile(f"https://files.test/{self.count}", mime_type, expires)
+
+    store = MemoryStore(max_blob_bytes=64 * 1024 * 1024)
+    model = Uploads()
+    builder = ContentBuilder(
+        store=store,
+        model=model,  # type: ignore[arg-type]
+        inline_max_bytes=1024 * 1024,
+        max_attachment_bytes=64 * 1024 * 1024,
+        counters=Counter(),
+    )
+    conv = await store.get_or_create_conversation(ThreadKey("console", "l", "c", "t"))
+    turns = []
+    for i in range(3):
+        data = bytes([i]) * (7 * 1024 * 1024)
+        sha = await store.put_blob(data, mime_type="image/png")
+        part = FilePart(sha, "image/png", f"image-{i}.png", len(data), f"sig{i}".encode())
+        turns.append(
+            await store.append_turn(conv.id, NewTurn("user", (TextPart("draw"),), Author("u", "U")))
+        )
+        turns.append(await store.append_turn(conv.id, NewTurn("model", (part,))))
+    contents = await builder.contents(turns)
+    files = [p for c in contents for p in c.parts if not isinstance(p, str)]
+    # The newest image inline (7 MB of the 12 MB budget); the two older ones uploaded.
+    assert [type(p) for p in files] == [FileData, FileData, InlineData]
+    assert [p.signature for p in files] == [b"sig0", b"sig1", b"sig2"]
+    assert model.count == 2
+
+
+def test_defang_also_catches_urls_glued_to_words_or_italics() -> None:
+    from bot.markup import defang
+
+    for text in ("_https://evil.test/login_", "xhttps://evil.test", "__HTTPS://evil.test__"):
+        assert "://" not in defang(text).replace(":\u200b//", ""), text
+    assert defang("_www.evil.test_") == "_www\u200b.evil.test_"
+    assert defang("WWW.evil.test") == "WWW\u200b.evil.test"
+
+
+def test_domains_go_before_sources_and_a_links_note_is_bounded() -> None:
+    g = Grounding(
+        sources=tuple(
+            Source(f"Title number {i}", f"https://s{i}.example.org/{'p' * 60}", f"s{i}.example.org")
+            for i in range(12)
+        ),
+        queries=("q",),
+    )
+    full = footnotes(g, numbering(g), MARKDOWN)
+    without_domains = full.replace(" (s", "\x00").split("\x00")[0]  # any domain suffix gone
+    assert without_domains != full
+    fitted = footnotes(g, numbering(g), MARKDOWN, len(full) - 20)
+    assert "more not shown" not in fitted and "(s0.example.org)" not in fitted
+    assert fitted.count("](https://s") == 12
+    bad = [LinkRead(f"https://down{i}.test/{'x' * 150}", "failed") for i in range(12)]
+    note = links_note(bad, MARKDOWN)
+    assert note.count("https://down") == 5 and note.endswith("and 7 more._")
+    draft = ReplyDraft(MARKDOWN)
+    draft.add_text("text")
+    draft.links = tuple(bad)
+    draft.grounding = g
+    _body, footer = draft.final(limit=2000)
+    assert len(footer) <= 2000 + 2
