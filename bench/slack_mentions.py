@@ -59,6 +59,8 @@ def measure(
         out.append(
             {
                 "sign_s": min(c.at for c in posts) - t0 if posts else None,
+                # The model's first chunk: how long the model call waited after the mention.
+                "model_s": first_chunk - t0 if first_chunk else None,
                 "first_text_after_chunk_s": (min(c.at for c in texts) - first_chunk)
                 if texts and first_chunk
                 else None,
@@ -122,6 +124,7 @@ async def run(n: int, *, channels: int, workspaces: int, spread: float) -> dict[
             "received_429": fake.count_429(),
             "web_api_calls_per_reply": round(api_calls / n, 2),
             "sign": summary_ms([r["sign_s"] for r in rows if r["sign_s"] is not None]),
+            "model": summary_ms([r["model_s"] for r in rows if r["model_s"] is not None]),
             "chunk_to_text": summary_ms(
                 [
                     r["first_text_after_chunk_s"]
@@ -163,6 +166,7 @@ def main() -> dict[str, Any]:
             f"| {name} | {r['mentions']} | {r['answered_completely']} | {r['lost']} | "
             f"{r['received_429']} | "
             f"{r['sign']['median_ms']} / {r['sign']['p99_ms']} | "
+            f"{r['model']['median_ms']} / {r['model']['p99_ms']} | "
             f"{r['chunk_to_text']['median_ms']} / {r['chunk_to_text']['p99_ms']} | "
             f"{r['final']['median_ms']} / {r['final']['max_ms']} | {r['web_api_calls_per_reply']} |"
         )
@@ -170,8 +174,9 @@ def main() -> dict[str, Any]:
     md = (
         "Fake Slack with Slack's limits; fake model: 600 chars in 30 chunks 50 ms apart.\n\n"
         "| scenario | mentions | complete | lost | 429s | mention -> sign ms (median / p99) | "
+        "mention -> model's first chunk ms (median / p99) | "
         "first chunk -> first text ms (median / p99) | mention -> final ms (median / max) | "
-        "Web API calls per reply |\n|---|---:|---:|---:|---:|---|---|---|---:|\n"
+        "Web API calls per reply |\n|---|---:|---:|---:|---:|---|---|---|---|---:|\n"
         + "\n".join(lines)
         + f"\n\nOne channel crowd: placeholder k came after the earliest moment Slack's "
         f"chat.postMessage limit allowed it by {crowd['mean_s']} s on average, "

@@ -4,6 +4,7 @@ chat.startStream / appendStream / stopStream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -147,11 +148,21 @@ class SlackReplyTarget:
             await self._new_message("")
             self._sent[0] = ""
             return
-        await self._new_message(PLACEHOLDER)
-        self._placeholder = True
+        await self._new_message(PLACEHOLDER, early=True)
 
-    async def _new_message(self, text: str) -> None:
+    async def _started(self) -> None:
+        """Wait for the sign to be out (the first text edits the placeholder, or went out
+        in its place); a sign that failed is no reason not to show the answer."""
+        if self._starting is not None and not self._starting.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._starting)
+
+    async def _new_message(self, text: str, *, early: bool = False) -> None:
         async def post() -> None:
+            # The placeholder waited for the channel's post budget: if the answer's first
+            # text came meanwhile, that text is the message (one call instead of two).
+            raw = self._raw.get(0, "") if early else ""
+            shown = (settled(raw, final=False) or text) if raw else text
             if self.native:
                 kwargs: dict[str, Any] = {}
                 if self.recipient_user and not self.channel.startswith("D"):
@@ -168,7 +179,7 @@ class SlackReplyTarget:
                     **kwargs,
                 )
             else:
-                safe = neutralise(text)
+                safe = neutralise(shown)
                 resp = await call(
                     self.client.chat_postMessage,
                     channel=self.channel,
@@ -179,12 +190,17 @@ class SlackReplyTarget:
                     unfurl_media=False,
                 )
             self._ts.append(str(resp["ts"]))
+            if early and shown != text:
+                self._safe[0], self._sent[0] = shown, raw
+            elif early:
+                self._placeholder = True
 
         await self.scheduler.call(self._post, post)
 
     async def show(self, text: str, *, part: int) -> None:
         """Post or edit message `part`."""
         self._raw[part] = text
+        await self._started()
         if not self.native:
             await self._edit(text, part=part, final=False)
             return
@@ -267,6 +283,7 @@ class SlackReplyTarget:
     async def finish(self, text: str, *, part: int) -> None:
         """Show the final text (and close a native stream)."""
         self._raw[part] = text
+        await self._started()
         if self.native:
             if part >= len(self._ts):
                 await self.show(text, part=part)  # opens it (closing the one before)
@@ -277,6 +294,7 @@ class SlackReplyTarget:
     async def fail(self, user_message: str) -> None:
         """Replace the placeholder with the note, or add the note under the reply."""
         note = f":warning: {user_message}"
+        await self._started()
         if self.native and self._ts and not self._sent.get(len(self._ts) - 1):
             # A stream opened by start() that never got text: say why inside it.
             await call(

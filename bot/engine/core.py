@@ -165,17 +165,26 @@ class ConversationEngine:
         if accepted is None:
             return TurnResult("duplicate", "")
         target = self.tracked(target, accepted)
+        # The sign (placeholder, typing, status) goes out beside the model call, never
+        # before it: a placeholder can wait for a busy channel's post budget.
+        sign = asyncio.create_task(self._sign(target, message.key))
+        try:
+            async with self.locks.hold(message.key):
+                try:
+                    return await self._turn(accepted, message, target)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    return await self._envelope(message, target, exc, accepted)
+        finally:
+            await asyncio.shield(sign)  # its post is tracked; let it land before we return
+
+    @staticmethod
+    async def _sign(target: ReplyTarget, key: ThreadKey) -> None:
         try:
             await target.start()
         except Exception as exc:  # no placeholder is no reason not to answer
-            log.warning("start of reply on %s failed: %r", message.key, exc)
-        async with self.locks.hold(message.key):
-            try:
-                return await self._turn(accepted, message, target)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                return await self._envelope(message, target, exc, accepted)
+            log.warning("start of reply on %s failed: %r", key, exc)
 
     async def accept(self, message: IncomingMessage) -> Accepted | None:
         """Store the message's text and its pending reply in one transaction (with the

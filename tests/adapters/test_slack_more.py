@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,38 @@ async def test_summarize_in_a_channel_the_bot_cannot_read_says_so(
     assert fake_slack.responses[-1]["text"] == (
         "I cannot read this channel's messages (channel_not_found)."
     )
+
+
+async def test_the_model_never_waits_for_a_placeholder_and_early_text_is_the_message(
+    fake_gemini, fake_slack, tmp_path
+) -> None:
+    # One channel whose chat.postMessage budget allows a post every 2 s: placeholders queue.
+    fake_slack.limits["chat.postMessage"] = (0.5, 1, "channel")
+    asked: list[float] = []
+
+    def answer(rec):
+        asked.append(time.monotonic())
+        return Reply([f"Short answer to {rec.texts()[-1].split()[-1]}."])
+
+    fake_gemini.responder = answer
+    async with slack_service(fake_gemini, fake_slack, tmp_path) as (service, driver):
+        events = [
+            driver.as_mention(driver.message("C7CROWD", "U1ADA", f"{MENTION} q{i}"))
+            for i in range(3)
+        ]
+        await asyncio.gather(*(driver.event(e) for e in events))
+        await drain(service, limit=60)
+    posts = sorted(
+        (c for c in fake_slack.calls_to("chat.postMessage") if c.status == 200),
+        key=lambda c: c.at,
+    )
+    assert len(posts) == 3 and len(asked) == 3
+    # Every model call started before the channel allowed its second message.
+    assert max(asked) < posts[1].at
+    for e in events:
+        (msg,) = fake_slack.bot_messages(e["channel"], e["ts"])
+        assert msg.visible().startswith("Short answer to q")
+    # The replies whose placeholder had to wait went out as their answer: one call each.
+    waited = [p for p in posts[1:]]
+    assert all(str(p.args["text"]).startswith("Short answer") for p in waited)
+    assert len(fake_slack.calls_to("chat.update")) <= 1  # only the first reply's edit
