@@ -92,6 +92,9 @@ class ConsoleTarget:
         """Shown in the reply itself."""
         return False
 
+    def text_ready(self) -> None:
+        """Nothing to stop."""
+
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Save each file and print where it is (a terminal cannot show an image)."""
         folder = self._files_dir or Path(tempfile.gettempdir()) / "gemini-bot-files"

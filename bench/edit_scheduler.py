@@ -52,6 +52,9 @@ class TimedTarget:
     async def status(self, line: str) -> bool:
         return False
 
+    def text_ready(self) -> None:
+        return None
+
 
 async def first_show_latency(samples: int = 500) -> tuple[list[float], int]:
     """First-show latencies on fresh budgets, and how many lanes are left 50 ms after."""

@@ -77,6 +77,9 @@ class NullTarget:
     async def status(self, line: str) -> bool:
         return False
 
+    def text_ready(self) -> None:
+        return None
+
 
 async def _prefill(store: SqliteStore, key: ThreadKey, turns: int) -> None:
     conv = await store.get_or_create_conversation(key)

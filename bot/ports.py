@@ -289,6 +289,11 @@ class ReplyTarget(Protocol):
         user message when the platform refuses one, e.g. too large)."""
         ...
 
+    def text_ready(self) -> None:
+        """The reply has text waiting to be shown: stop signs that would spend the budget
+        it needs (Discord's typing requests)."""
+        ...
+
     async def status(self, line: str) -> bool:
         """Show a tool-activity line ("Searching the web…") where the platform has a place
         for one (Slack's assistant status); False: the engine shows it in the reply."""

@@ -56,6 +56,7 @@ class ReplyStream:
         # A transient line ("Searching the web…") shown after the text until more text comes.
         self._status = ""
         self._status_parts: set[int] = set()  # parts whose screen shows only a status
+        self._has_text = False
 
     @property
     def text(self) -> str:
@@ -67,6 +68,9 @@ class ReplyStream:
         if self._closed or not delta:
             return
         self._status = ""
+        if not self._has_text:
+            self._has_text = True
+            self.target.text_ready()
         self.tail += delta
         self._split()
         self._lane.notify(self)

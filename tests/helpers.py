@@ -110,6 +110,9 @@ class RecordingTarget:
     async def status(self, line: str) -> bool:
         return False
 
+    def text_ready(self) -> None:
+        return None
+
     def visible(self) -> list[str]:
         """The last text shown for each part, in part order."""
         parts: dict[int, str] = {}

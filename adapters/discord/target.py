@@ -99,6 +99,8 @@ class DiscordReplyTarget:
 
     async def _type_once(self) -> None:
         async def typing() -> None:
+            if self._texted:  # text came while this waited for the budget: not needed
+                return
             await self.channel.typing()
 
         try:
@@ -151,6 +153,13 @@ class DiscordReplyTarget:
         msg = await self.channel.send(f"⚠️ {user_message}", allowed_mentions=NO_PINGS)
         if self._on_message is not None:
             await self._on_message(msg)
+
+    def text_ready(self) -> None:
+        """Text is queued: no more typing requests (they would spend the global budget the
+        text needs; the message itself is the sign from here on)."""
+        self._texted = True
+        if self._typing is not None:
+            self._typing.cancel()  # a typing call in flight lands (shielded); none follows
 
     async def status(self, line: str) -> bool:
         """Shown in the reply itself (an italic line the first text replaces)."""

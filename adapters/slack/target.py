@@ -322,6 +322,9 @@ class SlackReplyTarget:
             text=note,
         )
 
+    def text_ready(self) -> None:
+        """Nothing to stop: the sign is one call, made once."""
+
     async def status(self, line: str) -> bool:
         """Slack's own status line (assistant.threads.setStatus) in the assistant view and
         under a native stream, which only appends; in edit mode the reply shows it."""

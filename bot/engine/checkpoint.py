@@ -95,6 +95,10 @@ class TrackedTarget:
         """A tool-activity line, where the platform has a place for one."""
         return await self.target.status(line)
 
+    def text_ready(self) -> None:
+        """Text waits to be shown."""
+        self.target.text_ready()
+
 
 class Checkpointer:
     """Saves a pending reply's text every TEXT_EVERY_S while it streams."""

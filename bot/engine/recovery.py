@@ -70,6 +70,9 @@ class _Recovered:
     async def status(self, line: str) -> bool:
         return await self.target.status(line)
 
+    def text_ready(self) -> None:
+        self.target.text_ready()
+
 
 # How long recovery waits for a platform to connect before it gives up on a reply (stored
 # as interrupted; the message keeps what it showed).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,34 @@ async def test_forget_during_a_reply_is_deferred_then_answered(
     assert inter.followups[0]["content"].startswith("Forgotten")
     shown = [m["content"] for m in fake_discord.bot_messages(thread["id"])]
     assert any("w19" in c for c in shown)  # the reply finished before the thread was forgotten
+
+
+async def test_no_typing_request_once_text_waits_to_be_shown(
+    fake_gemini, fake_discord, tmp_path
+) -> None:
+    # A tight global budget (3 requests/s) makes the replies' text queue behind it.
+    async with discord_service(
+        fake_gemini, fake_discord, tmp_path, DISCORD_GLOBAL_RATE=3
+    ) as service:
+        for i in range(6):
+            await fake_discord.say(CHANNEL, ADA, f"{MENTION} topic {i}")
+            await idle(service)
+        threads = fake_discord.threads()
+        assert len(threads) == 6
+        # Each thread's reply names its topic, whatever order the requests come in.
+        fake_gemini.responder = lambda rec: Reply([f"Reply {rec.texts()[0].split()[-1]} now."])
+        await asyncio.gather(*(fake_discord.say(t["id"], ADA, "and?") for t in threads))
+        await idle(service, limit=60)
+    for t in threads:
+        i = t["name"].split()[-1]
+        ready = fake_gemini.first_chunk_at[f"Reply {i} now."]
+        late = [
+            c
+            for c in fake_discord.calls
+            # (50 ms: a typing request already on the wire as the chunk left the fake)
+            if c.route == "typing"
+            and c.path == f"/channels/{t['id']}/typing"
+            and c.at > ready + 0.05
+        ]
+        assert late == [], i
+        assert fake_discord.bot_messages(t["id"])[-1]["content"] == f"Reply {i} now."
