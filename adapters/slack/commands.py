@@ -177,6 +177,14 @@ class SlackCommands:
         if link is not None:
             focus = focus.replace(text[text.find("http") :].split()[0], "")
             channel = link.channel
+            if channel != command.channel_id:  # a link elsewhere: only for its members
+                try:
+                    await self.catchups.history.check(
+                        command.team_id, channel, user=command.user_id
+                    )
+                except BotError as exc:
+                    await self.reply(respond, exc.user_message)
+                    return
             try:
                 found = await self._message(link.channel, link.ts, link.thread_ts)
                 in_thread = link.thread_ts or (found[1] if found else None)

@@ -369,3 +369,21 @@ async def test_the_model_never_waits_for_a_placeholder_and_early_text_is_the_mes
     waited = [p for p in posts[1:]]
     assert all(str(p.args["text"]).startswith("Short answer") for p in waited)
     assert len(fake_slack.calls_to("chat.update")) <= 1  # only the first reply's edit
+
+
+async def test_summarize_a_link_to_files_in_a_channel_you_are_not_in_is_refused(
+    fake_gemini, fake_slack, tmp_path
+) -> None:
+    fake_slack.add_channel("C8HR", "hr", members={"U1ADA", "U0BOT"})
+    f = fake_slack.add_file("pay.pdf", b"%PDF-1.4 salaries", mimetype="application/pdf")
+    msg = fake_slack.add_message("C8HR", "U1ADA", "salaries", files=[f])
+    async with slack_service(fake_gemini, fake_slack, tmp_path) as (service, driver):
+        link = fake_slack.permalink("C8HR", msg.ts)
+        await driver.command("/summarize", link, user="U2BOB", channel="C1GEN")
+        await drain(service)
+        assert "You are not a member of #hr" in fake_slack.responses[-1]["text"]
+        assert fake_gemini.generate_requests() == []
+        fake_gemini.enqueue(Reply(["Summary for Ada."]))
+        await driver.command("/summarize", link, user="U1ADA", channel="C1GEN")
+        await drain(service)
+    assert [m.visible() for m in fake_slack.bot_messages("C8HR", msg.ts)] == ["Summary for Ada."]
