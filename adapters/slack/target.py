@@ -330,6 +330,7 @@ class SlackReplyTarget:
         under a native stream, which only appends; in edit mode the reply shows it."""
         if not self.native and self._on_start is None:
             return False
+        await self._started()  # after the sign ("is thinking…"), never overwritten by it
         if self._ts and self._sent.get(len(self._ts) - 1):
             return True  # text is showing; a status now would sit under it (Slack clears it)
         try:

@@ -387,3 +387,25 @@ async def test_summarize_a_link_to_files_in_a_channel_you_are_not_in_is_refused(
         await driver.command("/summarize", link, user="U1ADA", channel="C1GEN")
         await drain(service)
     assert [m.visible() for m in fake_slack.bot_messages("C8HR", msg.ts)] == ["Summary for Ada."]
+
+
+async def test_assistant_view_shows_tool_activity_as_its_status(
+    svc, fake_slack, fake_gemini
+) -> None:
+    service, driver = svc
+    d, root_ts = "D0ASSIST", fake_slack.next_ts()
+    started = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {"user_id": "U1ADA", "channel_id": d, "thread_ts": root_ts},
+        "event_ts": root_ts,
+    }
+    await driver.event(started)
+    fake_gemini.enqueue(Reply(["Found ", "it."], first_delay=0.2))
+    text = "+researcher what is new?"
+    await driver.event(driver.message(d, "U1ADA", text, thread_ts=root_ts, channel_type="im"))
+    await idle(service)
+    statuses = [c.args["status"] for c in fake_slack.calls_to("assistant.threads.setStatus")]
+    assert statuses[:2] == ["is thinking…", "Searching the web…"]
+    # The status is Slack's own line: it never became text in the answer.
+    assert [m.visible() for m in fake_slack.bot_messages(d, root_ts)] == ["Found it."]
+    assert not [t for t in fake_slack.sent_texts() if "Searching" in t]
