@@ -80,7 +80,7 @@ DEFAULT_MODEL = "gemini-3.8-flash"  # the bot's default GEMINI_MODEL
 TEST_MODEL = "gemini-test"
 # The Gemini API's image-output model ("Nano Banana 2"); only IMAGE_MODELS may be asked for
 # IMAGE output (FakeGemini.image_models, per instance).
-IMAGE_MODEL = "gemini-3.1-flash-image-preview"
+IMAGE_MODEL = "gemini-3.1-flash-image"
 IMAGE_MODELS = frozenset({IMAGE_MODEL})
 GENERATE_METHODS = ("generateContent", "countTokens", "createCachedContent", "batchGenerateContent")
 
@@ -131,8 +131,8 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         model_resource(
             IMAGE_MODEL,
             "Nano Banana 2",
-            version="3.1-flash-image-preview",
-            description="Gemini 3.1 Flash Image Preview: text and image output.",
+            version="3.1-flash-image-05-2026",
+            description="Gemini 3.1 Flash Image (GA since 2026-05-28): text and image output.",
             input_tokens=131_072,
             output_tokens=32_768,
         ),
