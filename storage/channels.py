@@ -13,6 +13,7 @@ class ChannelSettings:
 
     if TYPE_CHECKING:
         _channels: LRU[tuple[str, str, str], str | None]
+        _tools_off: LRU[tuple[str, str, str], frozenset[str]]
 
         async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
 
@@ -50,14 +51,20 @@ class ChannelSettings:
     async def get_channel_tools_off(
         self, platform: str, workspace_id: str, channel_id: str
     ) -> frozenset[str]:
-        """Tools a channel admin switched off in this channel."""
+        """Tools a channel admin switched off in this channel (read once per turn with tools:
+        cached, as the persona is; this store is the database's only writer)."""
+        ckey = (platform, workspace_id, channel_id)
+        if ckey in self._tools_off:
+            return self._tools_off.get(ckey) or frozenset()
         rows = await self._rows(
             "SELECT tools_off FROM channel_settings "
             "WHERE platform=? AND workspace_id=? AND channel_id=?",
             (platform, workspace_id, channel_id),
         )
         raw = str(rows[0][0]) if rows else ""
-        return frozenset(t for t in raw.split(",") if t)
+        off = frozenset(t for t in raw.split(",") if t)
+        self._tools_off.put(ckey, off)
+        return off
 
     async def set_channel_tools_off(
         self, platform: str, workspace_id: str, channel_id: str, tools: frozenset[str]
@@ -68,3 +75,4 @@ class ChannelSettings:
             "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET tools_off=excluded.tools_off",
             (platform, workspace_id, channel_id, ",".join(sorted(tools))),
         )
+        self._tools_off.put((platform, workspace_id, channel_id), frozenset(tools))

@@ -56,6 +56,7 @@ class SqliteStore(ChannelSettings):
         # write goes through the methods below, which update them.
         self._convs: LRU[ThreadKey, Conversation] = LRU(CACHED_CONVERSATIONS)
         self._channels: LRU[tuple[str, str, str], str | None] = LRU(CACHED_CONVERSATIONS)
+        self._tools_off: LRU[tuple[str, str, str], frozenset[str]] = LRU(CACHED_CONVERSATIONS)
         self._tails: LRU[int, Tail] = LRU(CACHED_TAILS)
         # One connection: a statement sent while a transaction is open would join it (and
         # be rolled back with it), so writes and transactions take turns.

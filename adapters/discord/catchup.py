@@ -10,7 +10,6 @@ closed it comes as ephemeral follow-ups instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import discord
 from adapters.discord.history import DiscordHistory, check
 from bot.catchup import Answer, Subject, Window, parse_since
 from bot.catchup.answer import chunks
+from bot.catchup.progress import ProgressNotes
 from bot.errors import BotError
 from bot.markup import defang
 
@@ -54,31 +54,16 @@ def discord_text(answer: Answer) -> str:
     return "\n\n".join([f"**{answer.header}**", answer.body, *(f"-# {n}" for n in answer.notes)])
 
 
-class Progress:
+class Progress(ProgressNotes):
     """Edits of the deferred response, spaced out."""
 
     def __init__(self, interaction: discord.Interaction, name: str) -> None:
+        super().__init__(name, every_s=PROGRESS_EVERY_S)
         self.interaction = interaction
-        self.name = name
-        self.last = 0.0
-        self.read = 0
 
-    async def show(self, text: str) -> None:
-        """Edit the response to `text` unless it was edited moments ago."""
-        now = asyncio.get_running_loop().time()
-        if now - self.last < PROGRESS_EVERY_S:
-            return
-        self.last = now
+    async def put(self, text: str) -> None:
+        """Edit the response to `text`."""
         await self.interaction.edit_original_response(content=text, allowed_mentions=QUIET)
-
-    async def count(self, n: int) -> None:
-        """Messages read so far."""
-        self.read = n
-        await self.show(f"Reading {self.name}… ({n:,} messages)")
-
-    async def note(self, text: str) -> None:
-        """A note from the summariser."""
-        await self.show(f"Read {self.read:,} messages in {self.name}. {text}")
 
 
 class DiscordCatchup:

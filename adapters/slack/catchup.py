@@ -12,7 +12,6 @@ with the app, and the ephemeral note says so.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from adapters.slack.target import call, post_budget
 from adapters.slack.text import neutralise
 from bot.catchup import Answer, Subject, parse_since
 from bot.catchup.answer import chunks
+from bot.catchup.progress import ProgressNotes
 from bot.errors import BotError
 from bot.markup import defang
 
@@ -64,35 +64,18 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class Progress:
+class Progress(ProgressNotes):
     """Ephemeral progress notes on one response_url, few and spaced out."""
 
     def __init__(self, respond: Any, name: str) -> None:
+        super().__init__(name, every_s=PROGRESS_EVERY_S, limit=PROGRESS_NOTES)
         self.respond = respond
-        self.name = name
-        self.used = 0
-        self.last = 0.0
-        self.read = 0
 
-    async def show(self, text: str, *, force: bool = False) -> None:
-        """Replace the note with `text` (skipped when notes are used up or too recent)."""
-        now = asyncio.get_running_loop().time()
-        if self.used >= PROGRESS_NOTES or (not force and now - self.last < PROGRESS_EVERY_S):
-            return
-        self.used += 1
-        self.last = now
+    async def put(self, text: str) -> None:
+        """Replace the note with `text`."""
         await self.respond(
             text=neutralise(text), response_type="ephemeral", replace_original=self.used > 1
         )
-
-    async def count(self, n: int) -> None:
-        """Messages read so far."""
-        self.read = n
-        await self.show(f"Reading {self.name}… ({n:,} messages)")
-
-    async def note(self, text: str) -> None:
-        """A note from the summariser (parts summarised)."""
-        await self.show(f"Read {self.read:,} messages in {self.name}. {text}")
 
 
 class SlackCatchup:

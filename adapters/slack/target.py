@@ -228,6 +228,11 @@ class SlackReplyTarget:
         """Edit a closed native message into `safe` (when it shows something else)."""
         if not safe or safe == self._sent.get(part):
             return
+        await self._update(part, safe)
+        self._sent[part] = safe
+
+    async def _update(self, part: int, safe: str) -> None:
+        """chat.update of message `part` to `safe` (neutralised) text."""
         await call(
             self.client.chat_update,
             channel=self.channel,
@@ -235,7 +240,6 @@ class SlackReplyTarget:
             text=safe[:FALLBACK_CHARS],
             blocks=blocks(safe),
         )
-        self._sent[part] = safe
 
     async def _edit(self, text: str, *, part: int, final: bool) -> None:
         """Edit mode: post or update message `part` with what is safe to show now. Like
@@ -251,13 +255,7 @@ class SlackReplyTarget:
         elif not safe or safe == self._safe.get(part):
             return
         else:
-            await call(
-                self.client.chat_update,
-                channel=self.channel,
-                ts=self._ts[part],
-                text=safe[:FALLBACK_CHARS],
-                blocks=blocks(safe),
-            )
+            await self._update(part, safe)
         self._safe[part] = safe
         self._sent[part] = text
         self._placeholder = False
@@ -306,13 +304,7 @@ class SlackReplyTarget:
             await self._stop(len(self._ts) - 1)
             return
         if self._placeholder and self._ts and not self.native:
-            await call(
-                self.client.chat_update,
-                channel=self.channel,
-                ts=self._ts[0],
-                text=note,
-                blocks=blocks(note),
-            )
+            await self._update(0, note)
             self._placeholder = False
             return
         await call(

@@ -19,7 +19,50 @@ log = logging.getLogger(__name__)
 TEXT_EVERY_S = 2.0
 
 
-class TrackedTarget:
+class TargetWrapper:
+    """A reply target that passes every call to the one it wraps (subclasses change some)."""
+
+    def __init__(self, target: ReplyTarget) -> None:
+        self.target = target
+        self.max_chars = target.max_chars
+        self.budget: Budget = target.budget
+        self.markup = target.markup
+
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """The wrapped target's message ids."""
+        return self.target.message_ids
+
+    async def start(self) -> None:
+        """Start the reply."""
+        await self.target.start()
+
+    async def show(self, text: str, *, part: int) -> None:
+        """Post or edit."""
+        await self.target.show(text, part=part)
+
+    async def finish(self, text: str, *, part: int) -> None:
+        """Final text of the last message."""
+        await self.target.finish(text, part=part)
+
+    async def fail(self, user_message: str) -> None:
+        """The failure note."""
+        await self.target.fail(user_message)
+
+    async def attach(self, files: Sequence[OutFile]) -> None:
+        """Files after the text."""
+        await self.target.attach(files)
+
+    async def status(self, line: str) -> bool:
+        """A tool-activity line, where the platform has a place for one."""
+        return await self.target.status(line)
+
+    def text_ready(self) -> None:
+        """Text waits to be shown."""
+        self.target.text_ready()
+
+
+class TrackedTarget(TargetWrapper):
     """A reply target that records its platform message ids in the pending turn."""
 
     def __init__(
@@ -31,21 +74,13 @@ class TrackedTarget:
         turn_id: int,
         saved: Sequence[str] = (),
     ) -> None:
-        self.target = target
+        super().__init__(target)
         self.store = store
         self.conversation_id = conversation_id
         self.turn_id = turn_id
-        self.max_chars = target.max_chars
-        self.budget: Budget = target.budget
-        self.markup = target.markup
         # What the stored turn holds: a placeholder posted before the turn was stored is
         # already in the target's ids, and must still be saved.
         self._saved: tuple[str, ...] = tuple(saved)
-
-    @property
-    def message_ids(self) -> Sequence[str]:
-        """The wrapped target's message ids."""
-        return self.target.message_ids
 
     async def _save_ids(self) -> None:
         ids = tuple(self.target.message_ids)
@@ -86,18 +121,6 @@ class TrackedTarget:
             await self.target.fail(user_message)
         finally:
             await self._save_ids()
-
-    async def attach(self, files: Sequence[OutFile]) -> None:
-        """Files after the text."""
-        await self.target.attach(files)
-
-    async def status(self, line: str) -> bool:
-        """A tool-activity line, where the platform has a place for one."""
-        return await self.target.status(line)
-
-    def text_ready(self) -> None:
-        """Text waits to be shown."""
-        self.target.text_ready()
 
 
 class Checkpointer:

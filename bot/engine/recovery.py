@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from bot.ports import Adapter, Budget, OutFile, ReplyTarget
+from bot.engine.checkpoint import TargetWrapper
+from bot.ports import Adapter, ReplyTarget
 from bot.types import PendingReply, ThreadKey, TurnStatus, TurnUpdate
 
 if TYPE_CHECKING:
@@ -34,20 +35,13 @@ MARKED = (
 SUPERSEDED = "_(Replaced: the answer was regenerated after a restart.)_"
 
 
-class _Recovered:
+class _Recovered(TargetWrapper):
     """A platform target over a reply's existing messages that records which it re-used."""
 
     def __init__(self, target: ReplyTarget, existing: int) -> None:
-        self.target = target
-        self.max_chars = target.max_chars
-        self.budget: Budget = target.budget
-        self.markup = target.markup
+        super().__init__(target)
         self.existing = existing
         self.used = -1
-
-    @property
-    def message_ids(self) -> Sequence[str]:
-        return self.target.message_ids
 
     async def start(self) -> None:
         if not self.existing:  # nothing was posted before the crash: show a sign now
@@ -60,18 +54,6 @@ class _Recovered:
     async def finish(self, text: str, *, part: int) -> None:
         self.used = max(self.used, part)
         await self.target.finish(text, part=part)
-
-    async def fail(self, user_message: str) -> None:
-        await self.target.fail(user_message)
-
-    async def attach(self, files: Sequence[OutFile]) -> None:
-        await self.target.attach(files)
-
-    async def status(self, line: str) -> bool:
-        return await self.target.status(line)
-
-    def text_ready(self) -> None:
-        self.target.text_ready()
 
 
 # How long recovery waits for a platform to connect before it gives up on a reply (stored
