@@ -92,6 +92,10 @@ class ConsoleTarget:
         """Shown in the reply itself."""
         return False
 
+    def showing(self, part: int) -> bool:
+        """A message shows text only once shown by the scheduler."""
+        return False
+
     def text_ready(self) -> None:
         """Nothing to stop."""
 

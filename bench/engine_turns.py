@@ -77,6 +77,10 @@ class NullTarget:
     async def status(self, line: str) -> bool:
         return False
 
+    def showing(self, part: int) -> bool:
+        """A message shows text only once shown by the scheduler."""
+        return False
+
     def text_ready(self) -> None:
         return None
 

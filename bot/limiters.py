@@ -24,6 +24,7 @@ class Ticket:
 
     entry: list[float] | None
     parent: Ticket | None
+    probe: bool = False  # spent beyond an adaptive estimate (bot/adaptive.py)
 
     def done(self, now: float) -> None:
         """The platform has certainly seen the call by now: count it from here."""
@@ -33,27 +34,72 @@ class Ticket:
             self.parent.done(now)
 
 
-class TokenBucket:
+class _Fixed:
+    """What a limiter with a fixed budget answers to the scheduler's adaptive questions."""
+
+    parent: Limiter | None
+
+    def can_probe(self) -> bool:
+        """A fixed budget never tries a call beyond itself."""
+        return False
+
+    def take_probe(self) -> Ticket:
+        """Never called for a fixed budget."""
+        raise NotImplementedError
+
+    def succeeded(self, ticket: Ticket) -> None:
+        """A call went through: a fixed budget learns nothing."""
+
+    def refused(self, ticket: Ticket | None, retry_after: float) -> None:
+        """A 429: honour Retry-After."""
+        self.penalize(retry_after)
+
+    def failed(self, ticket: Ticket) -> None:
+        """A call failed for another reason: nothing to learn."""
+
+    def refund(self, ticket: Ticket) -> None:
+        """The call was never made: give its token back (and the parent's)."""
+        self._give_back(ticket)
+        if ticket.parent is not None and self.parent is not None:
+            self.parent.refund(ticket.parent)
+
+    def _give_back(self, ticket: Ticket) -> None:
+        raise NotImplementedError
+
+    def penalize(self, retry_after: float) -> None:
+        """No calls until Retry-After has passed."""
+        raise NotImplementedError
+
+
+class TokenBucket(_Fixed):
     """Classic token bucket with an optional parent (e.g. Discord's global limit)."""
 
     def __init__(self, budget: Budget, clock: Clock, parent: Limiter | None = None) -> None:
         self.budget = budget
         self.clock = clock
         self.parent = parent
-        self.tokens = float(budget.burst)
+        self.tokens = float(self.burst)
         self.updated = clock.now()
         self.blocked_until = 0.0
         # Lanes, in-progress one-off calls and child limiters using this one: while any
         # does, it must stay the one limiter of its key.
         self.users = 0
 
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+        return self.budget.rate
+
+    @property
+    def burst(self) -> int:
+        """Tokens the bucket holds when full."""
+        return self.budget.burst
+
     def _refill(self, now: float) -> None:
-        if self.budget.rate == float("inf"):
-            self.tokens = float(self.budget.burst)
+        if self.rate == float("inf"):
+            self.tokens = float(self.burst)
         else:
-            self.tokens = min(
-                float(self.budget.burst), self.tokens + (now - self.updated) * self.budget.rate
-            )
+            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
 
     def delay(self) -> float:
@@ -63,10 +109,14 @@ class TokenBucket:
         wait = max(0.0, self.blocked_until - now)
         # The epsilon stops float rounding (0.999999...) from asking for a zero-length sleep.
         if self.tokens < 1 - EPSILON:
-            wait = max(wait, (1 - self.tokens) / self.budget.rate)
+            wait = max(wait, (1 - self.tokens) / self.rate)
         if self.parent is not None:
             wait = max(wait, self.parent.delay())
         return wait
+
+    def available_max(self) -> float:
+        """Tokens the bucket holds when full."""
+        return float(self.burst)
 
     def available(self) -> float:
         """Tokens in the bucket now."""
@@ -75,12 +125,16 @@ class TokenBucket:
 
     def time_until(self, tokens: float) -> float:
         """Seconds until the bucket holds `tokens`."""
-        return max(0.0, (tokens - self.available()) / self.budget.rate)
+        return max(0.0, (tokens - self.available()) / self.rate)
 
     def take(self) -> Ticket:
         """Spend one token (call only when delay() is 0)."""
         self.tokens -= 1
         return Ticket(None, self.parent.take() if self.parent is not None else None)
+
+    def _give_back(self, ticket: Ticket) -> None:
+        self._refill(self.clock.now())
+        self.tokens = min(float(self.burst), self.tokens + 1)
 
     def penalize(self, retry_after: float) -> None:
         """A 429: no calls until Retry-After has passed, and start again from an empty bucket."""
@@ -94,13 +148,13 @@ class TokenBucket:
         now = self.clock.now()
         self._refill(now)
         wait = max(0.0, self.blocked_until - now)
-        short = self.budget.burst - self.tokens
+        short = self.burst - self.tokens
         if short > EPSILON:
-            wait = max(wait, short / self.budget.rate)
+            wait = max(wait, short / self.rate)
         return wait
 
 
-class SlidingWindow:
+class SlidingWindow(_Fixed):
     """At most `burst` calls in any `window` seconds, with an optional parent."""
 
     # Calls reach the platform a little after we send them, and not evenly late: counting
@@ -132,6 +186,10 @@ class SlidingWindow:
             wait = max(wait, self.parent.delay())
         return wait
 
+    def available_max(self) -> float:
+        """Calls the window holds."""
+        return float(self.budget.burst)
+
     def available(self) -> float:
         """Calls that may be made now."""
         return float(self.budget.burst - len(self._trim(self.clock.now())))
@@ -150,6 +208,9 @@ class SlidingWindow:
         entry = [self.clock.now() + self.JITTER]
         self.sent.append(entry)
         return Ticket(entry, self.parent.take() if self.parent is not None else None)
+
+    def _give_back(self, ticket: Ticket) -> None:
+        self.sent = [e for e in self.sent if e is not ticket.entry]
 
     def penalize(self, retry_after: float) -> None:
         """A 429: no calls until Retry-After has passed."""

@@ -237,9 +237,14 @@ class Budget:
     # When set: at most `burst` calls in any `window` seconds (a sliding window, as Discord
     # counts), instead of a token bucket, which would let burst + rate * window through.
     window: float = 0.0
-    # Intermediate edits at least this far apart, so a short window is not spent in the
-    # first instants of a reply and then leaves the rest of it waiting.
+    # One reply's intermediate edits at least this far apart: often enough to look smooth,
+    # and a short window is not spent in the first instants of a reply.
     spacing: float = 0.0
+    # Learn the platform's real limit from its answers, starting from `rate` and `burst`
+    # (bot/adaptive.py); budgets of one `family` (e.g. every channel's chat.postMessage in
+    # one workspace) share what is learned.
+    adaptive: bool = False
+    family: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +277,20 @@ class ReplyTarget(Protocol):
         """Show that work started (typing indicator, status or placeholder)."""
         ...
 
-    async def show(self, text: str, *, part: int) -> None:
-        """Post or edit message `part` to show `text` (raise PlatformRateLimited on 429)."""
+    async def show(self, text: str, *, part: int) -> bool | None:
+        """Post or edit message `part` to show `text` (raise PlatformRateLimited on 429).
+        False: no call on `budget` was needed (the message shows it already, or the post
+        was paid from another budget), so the scheduler gives the token back."""
         ...
 
-    async def finish(self, text: str, *, part: int) -> None:
-        """Show the final text of the last message `part`."""
+    async def finish(self, text: str, *, part: int) -> bool | None:
+        """Show the final text of the last message `part` (False as for show)."""
+        ...
+
+    def showing(self, part: int) -> bool:
+        """True when message `part` already shows text of the reply, e.g. the first text
+        went out with the message in place of a placeholder: its next show is then an
+        ordinary edit, not an urgent first text."""
         ...
 
     async def fail(self, user_message: str) -> None:

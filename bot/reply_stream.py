@@ -57,6 +57,7 @@ class ReplyStream:
         self._status = ""
         self._status_parts: set[int] = set()  # parts whose screen shows only a status
         self._has_text = False
+        self.last_call_at = float("-inf")  # when the scheduler last sent a call of it
 
     @property
     def text(self) -> str:
@@ -158,15 +159,18 @@ class ReplyStream:
         joined = f"{tail}\n\n{self._status}"
         return joined if len(joined) <= self._limit else tail
 
+    def first_text(self, op: _Op) -> bool:
+        """The op shows a message's first text (or text in place of a status line)."""
+        if op.kind != "show":
+            return False
+        if op.part in self._status_parts:
+            return op.text != self._status
+        return op.part not in self._shown and not self.target.showing(op.part)
+
     def urgent(self, op: _Op) -> bool:
         """First text of a message (also one replacing a status line), a finished message,
         or the end: never held back."""
-        return (
-            op.kind != "show"
-            or op.part not in self._shown
-            or op.part < len(self.frozen)
-            or (op.part in self._status_parts and op.text != self._status)
-        )
+        return op.kind != "show" or op.part < len(self.frozen) or self.first_text(op)
 
     def has_work(self) -> bool:
         """True when a call is needed and none is in flight."""
@@ -176,19 +180,22 @@ class ReplyStream:
         if self._closed and not self._in_flight and self.next_op() is None:
             self._done.set()
 
-    async def run_op(self, op: _Op, clock: Clock) -> None:
-        """Perform one call; record success, or leave the state dirty for a retry."""
+    async def run_op(self, op: _Op, clock: Clock) -> bool | None:
+        """Perform one call; record success, or leave the state dirty for a retry. True:
+        the target called the platform on the lane's budget; False: it had nothing to
+        send there; None: the call failed (and is retried or given up)."""
         self._in_flight = True
+        sent: bool | None = None
         try:
             if op.kind == "show":
-                await self.target.show(op.text, part=op.part)
+                sent = await self.target.show(op.text, part=op.part)
                 self._shown[op.part] = op.text
                 if op.text == self._status:
                     self._status_parts.add(op.part)
                 else:
                     self._status_parts.discard(op.part)
             elif op.kind == "finish":
-                await self.target.finish(op.text, part=op.part)
+                sent = await self.target.finish(op.text, part=op.part)
                 self._shown[op.part] = op.text
                 self._finish_sent = True
             else:
@@ -197,6 +204,7 @@ class ReplyStream:
             if self.first_show_at is None and op.kind != "fail":
                 self.first_show_at = clock.now()
             self._attempts = 0
+            sent = sent is not False
         except PlatformRateLimited:
             raise
         except Exception as exc:  # any platform failure: retry a little, then give up
@@ -210,3 +218,4 @@ class ReplyStream:
                 self._done.set()
             else:
                 self._check_done()
+        return sent

@@ -22,6 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bot.adaptive import AdaptiveBucket, Estimate
 from bot.clock import Clock, SystemClock
 from bot.errors import PlatformRateLimited
 from bot.limiters import Limiter, SlidingWindow, Ticket, TokenBucket
@@ -52,8 +53,6 @@ class _Lane:
         # Weak: a reply dropped without being closed must not pin its lane for ever.
         self.replies: weakref.WeakSet[ReplyStream] = weakref.WeakSet()
         self.rate_limited = 0
-        self.last_call_at = float("-inf")
-        self.next_need = 1
 
     def notify(self, reply: ReplyStream) -> None:
         """The reply has something new (text, a close): queue it and make sure we run."""
@@ -76,9 +75,8 @@ class _Lane:
         return bool(self.replies)
 
     def recovers_in(self) -> float:
-        """Seconds until the limiter (and the edit spacing) is as a new lane's would be."""
-        spacing = self.last_call_at + self.bucket.budget.spacing - self.scheduler.clock.now()
-        return max(self.bucket.recovers_in(), spacing, 0.0)
+        """Seconds until the limiter is as a new lane's would be."""
+        return max(self.bucket.recovers_in(), 0.0)
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less if notify() or a call wakes the lane."""
@@ -110,26 +108,29 @@ class _Lane:
         return False
 
     async def _run(self) -> None:
-        clock = self.scheduler.clock
         while True:
             if await self._idle():
                 return
-            wait = self.bucket.delay()
-            if wait > 0:
-                await clock.sleep(wait)
-                continue
-            picked = self._pick()
+            picked: tuple[ReplyStream, _Op] | None = None
+            hint = wait = self.bucket.delay()
+            if wait <= 0:
+                picked, hint = self._pick()
+            probe = False
+            if picked is None and self.bucket.can_probe():
+                # The estimate holds every waiting call back: an adaptive budget tries one
+                # beyond it (bot/adaptive.py), so it finds out whether the platform has room.
+                picked, _ = self._pick(probe=True)
+                probe = picked is not None
             if picked is None:
-                # Nothing waiting may use what is left: sleep until the cheapest waiting call
-                # may go, or until a more urgent one (a first text, a final) comes in.
-                need = self.bucket.time_until(self.next_need)
-                if self.next_need > self.bucket.budget.reserve:
-                    need = max(need, self.last_call_at + self.bucket.budget.spacing - clock.now())
-                await self._sleep_or_wake(need)
+                if not self.queue:
+                    continue  # nothing left to do: _idle() decides what next
+                # Sleep until the cheapest waiting call may go, or until a more urgent one
+                # (a first text, a final) comes in, or a call ends.
+                await self._sleep_or_wake(max(wait, hint))
                 continue
             reply, op = picked
-            ticket = self.bucket.take()
-            self.last_call_at = clock.now()
+            ticket = self.bucket.take_probe() if probe else self.bucket.take()
+            reply.last_call_at = self.scheduler.clock.now()
             task = asyncio.create_task(self._call(reply, op, ticket))
             self.calls.add(task)
             task.add_done_callback(self._call_done)
@@ -139,27 +140,36 @@ class _Lane:
         # The lane may have looked while this task was still listed: look again.
         self.wake.set()
 
-    def _tokens_needed(self, reply: ReplyStream, op: _Op) -> int:
-        """A message's first text may take the last token; a final keeps one back for the
-        next reply's first text; an intermediate edit leaves the whole reserve."""
+    def _others(self) -> int:
+        """Replies of this lane still to be delivered, but one: each will need at least
+        one more call (its final), which intermediate edits must leave budget for."""
+        return max(0, sum(1 for r in list(self.replies) if not r.delivered) - 1)
+
+    def _tokens_needed(self, reply: ReplyStream, op: _Op, others: int) -> int:
+        """A message's first text may take the last token; a final keeps `reserve` back
+        for the next reply's first text; an intermediate edit leaves the reserve and one
+        call for every other reply in flight (their finals), up to a full bucket: then
+        intermediate edits spend only tokens the bucket would otherwise waste (and, with
+        a bucket of one, that one)."""
         reserve = self.bucket.budget.reserve
-        if op.kind == "show" and (
-            op.part not in reply._shown or (op.part in reply._status_parts and reply.urgent(op))
-        ):
+        if op.kind == "show" and reply.first_text(op):
             return 1
         if reply.urgent(op):
             return max(1, reserve)
-        return reserve + 1
+        return max(1, min(reserve + 1 + others, int(self.bucket.available_max())))
 
-    def _pick(self) -> tuple[ReplyStream, _Op] | None:
-        """First texts first, then finals, then intermediate edits (spaced out), each in
-        queue order, when the bucket holds enough. Finished or busy replies leave the queue.
-        Sets `self.next_need` to the tokens the cheapest waiting call needs."""
+    def _pick(self, *, probe: bool = False) -> tuple[tuple[ReplyStream, _Op] | None, float]:
+        """First texts first, then finals, then intermediate edits (each reply's spaced
+        out), in queue order, when the bucket holds enough; with `probe`, whatever the
+        bucket holds, but an intermediate edit only when no other reply is in flight.
+        Finished or busy replies leave the queue. Also returns the seconds until a call
+        now held back might go."""
         budget = self.bucket.budget
+        now = self.scheduler.clock.now()
         available = self.bucket.available()
-        spaced = self.scheduler.clock.now() - self.last_call_at >= budget.spacing
+        others = self._others()
         best: tuple[int, ReplyStream, _Op] | None = None
-        self.next_need = budget.reserve + 1
+        hint = float("inf")
         for reply in list(self.queue):
             op = reply.next_op() if not reply._in_flight else None
             if op is None:
@@ -167,31 +177,45 @@ class _Lane:
                 reply.queued = False
                 reply._check_done()
                 continue
-            need = self._tokens_needed(reply, op)
-            self.next_need = min(self.next_need, need)
-            if available < need or (need > budget.reserve and not spaced):
+            need = self._tokens_needed(reply, op, others)
+            urgent = reply.urgent(op)
+            if not urgent and now - reply.last_call_at < budget.spacing:
+                hint = min(hint, reply.last_call_at + budget.spacing - now)
+                continue
+            if probe and not urgent and others > 0:
+                # In a crowd, room found beyond the estimate goes to first texts and
+                # finals, which need it more.
+                continue
+            if not probe and available < need:
+                hint = min(hint, self.bucket.time_until(need))
                 continue
             if best is None or need < best[0]:
                 best = (need, reply, op)
                 if need == 1:
                     break
         if best is None:
-            return None
+            return None, hint
         self.queue.remove(best[1])
         best[1].queued = False
-        return best[1], best[2]
+        return (best[1], best[2]), hint
 
     async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket) -> None:
         try:
             try:
-                await reply.run_op(op, self.scheduler.clock)
+                sent = await reply.run_op(op, self.scheduler.clock)
             finally:
                 ticket.done(self.scheduler.clock.now())
+            if sent is None:
+                self.bucket.failed(ticket)
+            elif sent:
+                self.bucket.succeeded(ticket)
+            else:  # the target found nothing to send: the token was not spent
+                self.bucket.refund(ticket)
         except PlatformRateLimited as exc:
             self.rate_limited += 1
             self.scheduler.rate_limited += 1
             log.info("429 on %s: slowing down for %.2fs", self.bucket.budget.key, exc.retry_after)
-            self.bucket.penalize(exc.retry_after)
+            self.bucket.refused(ticket, exc.retry_after)
             # It lost its turn through no fault of its own: it goes first next time.
             if not reply.queued and reply.has_work():
                 reply.queued = True
@@ -215,11 +239,13 @@ class EditScheduler:
     """
 
     SWEEP_EVERY = 60.0
+    FORGET_AFTER = 600.0  # seconds an unused adaptive estimate is remembered
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._lanes: dict[str, _Lane] = {}
         self._buckets: dict[str, Limiter] = {}
+        self._estimates: dict[str, Estimate] = {}
         self.rate_limited = 0
         self._next_sweep = float("-inf")
 
@@ -229,10 +255,22 @@ class EditScheduler:
             parent = self._bucket(budget.parent) if budget.parent else None
             if parent is not None:
                 parent.users += 1
-            kind = SlidingWindow if budget.window > 0 else TokenBucket
-            bucket = kind(budget, self.clock, parent)
+            if budget.adaptive:
+                family = budget.family or budget.key
+                estimate = self._estimates.get(family)
+                if estimate is None:
+                    estimate = self._estimates[family] = Estimate(budget, self.clock)
+                bucket = AdaptiveBucket(budget, self.clock, estimate, parent)
+            elif budget.window > 0:
+                bucket = SlidingWindow(budget, self.clock, parent)
+            else:
+                bucket = TokenBucket(budget, self.clock, parent)
             self._buckets[budget.key] = bucket
         return bucket
+
+    def estimate(self, budget: Budget) -> Estimate | None:
+        """What an adaptive budget's family has learned so far (None: nothing yet)."""
+        return self._estimates.get(budget.family or budget.key)
 
     def _drop_lane(self, lane: _Lane) -> bool:
         """Forget an idle, recovered lane (and then its limiter if nothing else uses it)."""
@@ -252,6 +290,8 @@ class EditScheduler:
         if self._buckets.get(key) is not bucket or bucket.users > 0 or bucket.recovers_in() > 0:
             return
         del self._buckets[key]
+        if isinstance(bucket, AdaptiveBucket):
+            bucket.estimate.users -= 1
         if bucket.parent is not None:
             bucket.parent.users -= 1
             self._drop_bucket(bucket.parent)
@@ -268,6 +308,11 @@ class EditScheduler:
                 self._drop_lane(lane)
         for bucket in list(self._buckets.values()):
             self._drop_bucket(bucket)
+        for family, est in list(self._estimates.items()):
+            # What was learned is kept a while after its last use: the next burst of
+            # replies in that workspace starts from it rather than from the documentation.
+            if est.users == 0 and (est.at_rest() or now - est.last_used > self.FORGET_AFTER):
+                del self._estimates[family]
 
     def open(self, target: ReplyTarget) -> ReplyStream:
         """Start a reply on the target's budget."""
@@ -292,19 +337,39 @@ class EditScheduler:
         try:
             while True:
                 wait = bucket.delay()
-                if wait > 0:
-                    await self.clock.sleep(wait)
+                probe = wait > 0 and bucket.can_probe()
+                if wait > 0 and not probe:
+                    await self._wait_for(bucket, wait)
                     continue
-                ticket = bucket.take()
+                ticket = bucket.take_probe() if probe else bucket.take()
                 try:
                     await fn()
-                    return
                 except PlatformRateLimited as exc:
-                    bucket.penalize(exc.retry_after)
+                    bucket.refused(ticket, exc.retry_after)
+                    continue
+                except BaseException:
+                    bucket.failed(ticket)
+                    raise
                 finally:
                     ticket.done(self.clock.now())
+                bucket.succeeded(ticket)
+                return
         finally:
             bucket.users -= 1
+
+    async def _wait_for(self, bucket: Limiter, seconds: float) -> None:
+        """Sleep `seconds`, or less when the family's probe ends (it may be this call's
+        turn to probe, or the probe proved room)."""
+        if not isinstance(bucket, AdaptiveBucket) or not bucket.estimate.probing:
+            await self.clock.sleep(seconds)
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        changed = asyncio.ensure_future(bucket.estimate.changed.wait())
+        try:
+            await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            changed.cancel()
 
     async def aclose(self) -> None:
         """Cancel the lane workers (pending replies stop being shown)."""

@@ -110,6 +110,10 @@ class RecordingTarget:
     async def status(self, line: str) -> bool:
         return False
 
+    def showing(self, part: int) -> bool:
+        """A message shows text only once shown by the scheduler."""
+        return False
+
     def text_ready(self) -> None:
         return None
 

@@ -154,6 +154,10 @@ class DiscordReplyTarget:
         if self._on_message is not None:
             await self._on_message(msg)
 
+    def showing(self, part: int) -> bool:
+        """A message shows text only once shown by the scheduler."""
+        return False
+
     def text_ready(self) -> None:
         """Text is queued: no more typing requests (they would spend the global budget the
         text needs; the message itself is the sign from here on)."""

@@ -20,12 +20,17 @@ from bot.streaming import EditScheduler
 
 log = logging.getLogger(__name__)
 
-# Slack's published tiers, kept a little under so we never meet a 429 in normal use.
-# Slack's published rates, with bursts one call smaller than Slack's: Slack sees our calls
-# a little later and not evenly spaced, and that one call of headroom absorbs the jitter.
+# Slack's documented rates, where the budgets start; they learn what Slack really grants
+# from its answers (bot/adaptive.py). Slack documents no burst sizes: these are the bursts
+# a quiet workspace certainly gets, and probing finds more.
 UPDATE_PER_S = 50 / 60  # chat.update: Tier 3, 50+/min per workspace
+UPDATE_BURST = 5
 APPEND_PER_S = 100 / 60  # chat.appendStream: Tier 4, 100+/min per workspace
-POST_PER_S = 1.0  # chat.postMessage: 1/s per channel, short bursts allowed
+APPEND_BURST = 10
+POST_PER_S = 1.0  # chat.postMessage: 1/s per channel, "short bursts" allowed
+POST_BURST = 3
+# A lone reply's edits at most this often: smooth to read, and a crowd needs no more.
+EDIT_EVERY_S = 0.4
 MARKDOWN_LIMIT = 12_000  # a markdown block's text
 MAX_CHARS = 11_000  # leave room for a fence closed by a split
 FALLBACK_CHARS = 3_000  # notification text shown where blocks are not
@@ -43,7 +48,12 @@ def files_budget(team: str) -> Budget:
 def update_budget(team: str) -> Budget:
     """The workspace's chat.update budget, shared by every reply in it."""
     return Budget(
-        f"slack:{team}:chat.update", UPDATE_PER_S, burst=4, reserve=2, spacing=1 / UPDATE_PER_S
+        f"slack:{team}:chat.update",
+        UPDATE_PER_S,
+        burst=UPDATE_BURST,
+        reserve=1,
+        spacing=EDIT_EVERY_S,
+        adaptive=True,
     )
 
 
@@ -52,15 +62,23 @@ def append_budget(team: str) -> Budget:
     return Budget(
         f"slack:{team}:chat.appendStream",
         APPEND_PER_S,
-        burst=9,
-        reserve=2,
-        spacing=1 / APPEND_PER_S,
+        burst=APPEND_BURST,
+        reserve=1,
+        spacing=EDIT_EVERY_S,
+        adaptive=True,
     )
 
 
 def post_budget(team: str, channel: str) -> Budget:
-    """One channel's chat.postMessage budget."""
-    return Budget(f"slack:{team}:{channel}:chat.postMessage", POST_PER_S, burst=2)
+    """One channel's chat.postMessage budget; what one channel teaches about Slack's
+    limit is used in every channel of the workspace."""
+    return Budget(
+        f"slack:{team}:{channel}:chat.postMessage",
+        POST_PER_S,
+        burst=POST_BURST,
+        adaptive=True,
+        family=f"slack:{team}:chat.postMessage",
+    )
 
 
 async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
@@ -197,13 +215,13 @@ class SlackReplyTarget:
 
         await self.scheduler.call(self._post, post)
 
-    async def show(self, text: str, *, part: int) -> None:
-        """Post or edit message `part`."""
+    async def show(self, text: str, *, part: int) -> bool:
+        """Post or edit message `part`; False when no call on the reply's budget was made
+        (nothing new to show, or only a chat.postMessage, paid from the channel's budget)."""
         self._raw[part] = text
         await self._started()
         if not self.native:
-            await self._edit(text, part=part, final=False)
-            return
+            return await self._edit(text, part=part, final=False)
         if part >= len(self._ts):
             if part > 0:  # the previous message is complete: flush and close it
                 await self._close(part - 1)
@@ -211,8 +229,13 @@ class SlackReplyTarget:
             self._sent[part] = ""
         if part in self._stopped:  # an earlier message rewritten (source markers added)
             await self._rewrite(part, settled(text, final=True))
-            return
-        await self._append(text, part=part, final=False)
+            return True
+        return await self._append(text, part=part, final=False)
+
+    def showing(self, part: int) -> bool:
+        """True when message `part` shows reply text already (its first text went out
+        with the message, in place of the placeholder)."""
+        return bool(self._sent.get(part)) and not (part == 0 and self._placeholder)
 
     async def _close(self, part: int) -> None:
         """Native mode: end message `part`'s stream showing its latest text. A stream only
@@ -241,29 +264,34 @@ class SlackReplyTarget:
             blocks=blocks(safe),
         )
 
-    async def _edit(self, text: str, *, part: int, final: bool) -> None:
+    async def _edit(self, text: str, *, part: int, final: bool) -> bool:
         """Edit mode: post or update message `part` with what is safe to show now. Like
         native mode, an unfinished `<@…` / `<!…` at the end waits for the next text, so
-        no edit ever carries live mention markup."""
+        no edit ever carries live mention markup. True when a chat.update was made."""
         safe = settled(text, final=final)
+        updated = False
         if part >= len(self._ts):
             if part > 0:  # the message before is complete: show all of it
-                await self._edit(self._raw.get(part - 1, ""), part=part - 1, final=True)
+                prev = self._raw.get(part - 1, "")
+                updated = await self._edit(prev, part=part - 1, final=True)
             if not safe:
-                return  # nothing but an unfinished mention yet: post with the next text
+                return updated  # nothing but an unfinished mention yet: post with the next text
             await self._new_message(safe)
         elif not safe or safe == self._safe.get(part):
-            return
+            return False
         else:
             await self._update(part, safe)
+            updated = True
         self._safe[part] = safe
         self._sent[part] = text
         self._placeholder = False
+        return updated
 
-    async def _append(self, text: str, *, part: int, final: bool) -> None:
+    async def _append(self, text: str, *, part: int, final: bool) -> bool:
         # _sent holds what the stream shows (already neutralised); append only the new tail.
         safe = settled(text, final=final)
         sent = self._sent.get(part, "")
+        self._placeholder = False
         if safe.startswith(sent) and len(safe) > len(sent):
             await call(
                 self.client.chat_appendStream,
@@ -272,22 +300,23 @@ class SlackReplyTarget:
                 markdown_text=safe[len(sent) :],
             )
             self._sent[part] = safe
-        self._placeholder = False
+            return True
+        return False
 
     async def _stop(self, part: int) -> None:
         await call(self.client.chat_stopStream, channel=self.channel, ts=self._ts[part])
         self._stopped.add(part)
 
-    async def finish(self, text: str, *, part: int) -> None:
-        """Show the final text (and close a native stream)."""
+    async def finish(self, text: str, *, part: int) -> bool:
+        """Show the final text (and close a native stream); False as for show()."""
         self._raw[part] = text
         await self._started()
         if self.native:
             if part >= len(self._ts):
                 await self.show(text, part=part)  # opens it (closing the one before)
             await self._close(part)
-            return
-        await self._edit(text, part=part, final=True)
+            return True
+        return await self._edit(text, part=part, final=True)
 
     async def fail(self, user_message: str) -> None:
         """Replace the placeholder with the note, or add the note under the reply."""

@@ -37,13 +37,17 @@ class TargetWrapper:
         """Start the reply."""
         await self.target.start()
 
-    async def show(self, text: str, *, part: int) -> None:
+    async def show(self, text: str, *, part: int) -> bool | None:
         """Post or edit."""
-        await self.target.show(text, part=part)
+        return await self.target.show(text, part=part)
 
-    async def finish(self, text: str, *, part: int) -> None:
+    async def finish(self, text: str, *, part: int) -> bool | None:
         """Final text of the last message."""
-        await self.target.finish(text, part=part)
+        return await self.target.finish(text, part=part)
+
+    def showing(self, part: int) -> bool:
+        """Whether message `part` shows text already."""
+        return self.target.showing(part)
 
     async def fail(self, user_message: str) -> None:
         """The failure note."""
@@ -101,17 +105,17 @@ class TrackedTarget(TargetWrapper):
         finally:
             await self._save_ids()
 
-    async def show(self, text: str, *, part: int) -> None:
+    async def show(self, text: str, *, part: int) -> bool | None:
         """Post or edit; a new message's id is saved before the next call."""
         try:
-            await self.target.show(text, part=part)
+            return await self.target.show(text, part=part)
         finally:
             await self._save_ids()
 
-    async def finish(self, text: str, *, part: int) -> None:
+    async def finish(self, text: str, *, part: int) -> bool | None:
         """Final text of the last message."""
         try:
-            await self.target.finish(text, part=part)
+            return await self.target.finish(text, part=part)
         finally:
             await self._save_ids()
 

@@ -12,7 +12,7 @@ from bot.service import Service
 from bot.settings import load_settings
 from tests import helpers
 from tests.fakes.gemini import API_KEY, FakeGemini
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackDriver
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack, SlackDriver
 
 
 class Drainable(Protocol):
@@ -96,3 +96,26 @@ async def idle(service: Service, limit: float = 30.0, quiet: float = 0.3) -> Non
         if now > end:
             raise AssertionError("service still busy")
         await asyncio.sleep(0.01)
+
+
+# A call that reached the fake this soon after a 429 on its budget was already on its way.
+IN_FLIGHT_S = 0.1
+
+
+def retry_after_ignored(fake: FakeSlack) -> list[tuple[str, float]]:
+    """Calls on a budget (method, and channel or workspace) that started after a 429 on it
+    and before its Retry-After had passed: each is a 429 not honoured."""
+
+    def budget(c: Any) -> tuple[str, str]:
+        scope = fake.limits.get(c.method, (0.0, 0, "team"))[2]
+        channel = str(c.args.get("channel") or c.args.get("channel_id"))
+        return c.method, channel if scope == "channel" else fake.channel_team.get(channel, TEAM)
+
+    ignored = []
+    for i, c in enumerate(fake.calls):
+        if c.status != 429:
+            continue
+        for d in fake.calls[i + 1 :]:
+            if budget(d) == budget(c) and c.at + IN_FLIGHT_S < d.at < c.at + c.retry_after:
+                ignored.append((d.method, round(d.at - c.at, 3)))
+    return ignored

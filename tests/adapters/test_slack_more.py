@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adapters.slack_harness import drain, idle, slack_service
+from tests.adapters.slack_harness import drain, idle, retry_after_ignored, slack_service
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.slack import BOT_USER, FakeSlack
 
@@ -23,7 +23,7 @@ async def svc(fake_gemini: FakeGemini, fake_slack: FakeSlack, tmp_path: Path):
         yield pair
 
 
-async def test_ten_replies_at_once_share_the_budget_without_429(
+async def test_ten_replies_at_once_share_the_budget_losing_nothing(
     svc, fake_slack, fake_gemini
 ) -> None:
     service, driver = svc
@@ -36,13 +36,16 @@ async def test_ten_replies_at_once_share_the_budget_without_429(
     ]
     await asyncio.gather(*(driver.event(e) for e in events))
     await idle(service, limit=60)
-    limited = [
-        (c.method, c.args.get("channel"), round(c.at, 3))
+    # The budget goes beyond Slack's documented burst one call at a time to learn the real
+    # one: at most one 429 marks the edge, and its Retry-After is honoured.
+    limited = [(c.method, round(c.at, 3)) for c in fake_slack.calls if c.status == 429]
+    assert len(limited) <= 1, limited
+    assert retry_after_ignored(fake_slack) == []
+    errors = [
+        (c.method, c.error)
         for c in fake_slack.calls
-        if c.status == 429
+        if c.error and c.method != "users.info" and c.status != 429
     ]
-    assert limited == []
-    errors = [(c.method, c.error) for c in fake_slack.calls if c.error and c.method != "users.info"]
     assert errors == []
     for e in events:
         msgs = fake_slack.bot_messages(e["channel"], e["ts"])

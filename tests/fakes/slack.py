@@ -349,7 +349,8 @@ class FakeSlack(HistoryMixin, FilesMixin):
                 wait = bucket.take()
             if wait > 0:
                 call.status, call.error = 429, "ratelimited"
-                return self._err("ratelimited", 429, {"Retry-After": str(max(1, math.ceil(wait)))})
+                call.retry_after = max(1, math.ceil(wait))
+                return self._err("ratelimited", 429, {"Retry-After": str(int(call.retry_after))})
         if self.delays.get(method):
             await asyncio.sleep(self.delays[method])
         handler = getattr(self, "_" + method.replace(".", "_"), None)

@@ -101,6 +101,7 @@ class Call:
     at: float
     status: int = 200
     error: str | None = None
+    retry_after: float = 0.0  # the Retry-After of a 429
 
 
 @dataclass

@@ -14,18 +14,6 @@ from tests.helpers import FakeClock, RecordingTarget, rate_limited
 SWEEP_EVERY = EditScheduler.SWEEP_EVERY
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def scheduler(clock: FakeClock):
-    s = EditScheduler(clock)
-    yield s
-    await s.aclose()
-
-
 async def test_first_text_is_shown_at_once_when_budget_allows(clock, scheduler) -> None:
     target = RecordingTarget(clock)
     reply = scheduler.open(target)
