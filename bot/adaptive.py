@@ -5,9 +5,11 @@ channel, short bursts allowed": the real limit is at least that, and only the pl
 knows how much more. An adaptive budget (`Budget(adaptive=True)`) therefore:
 
 - starts from the documented rate and burst, and sends as fast as that allows;
-- when calls are waiting on that estimate, sends one call beyond it: a probe. One probe at
-  a time per family (one method of one workspace, over all its channels), so finding the
-  edge costs at most one 429. A probe the platform accepts proves room for one more call:
+- when calls are waiting on that estimate, sends a call beyond it: a probe. One probe at a
+  time per family (one method of one workspace, over all its channels), so finding the
+  edge costs one 429; after accepted probes in a row, up to MAX_PROBES at once (one more
+  per two accepted, as TCP's slow start), so a crowd's finals do not queue behind one
+  round trip each. A probe the platform accepts proves room for one more call:
   the burst grows by one, and the rate by a tenth of the documented rate at most once per
   token interval (probes sent back to back are evidence of a deeper bucket, not of a
   faster one);
@@ -29,7 +31,7 @@ import asyncio
 import math
 
 from bot.clock import Clock
-from bot.limiters import Limiter, Ticket, TokenBucket
+from bot.limiters import EPSILON, Limiter, Ticket, TokenBucket
 from bot.ports import Budget
 
 GROW = 50  # an estimate never exceeds this multiple of the documented rate or burst
@@ -37,6 +39,7 @@ FLOOR = 16  # ... nor falls below 1/FLOOR of the documented rate
 STEP = 0.1  # rate step per accepted probe, as a share of the documented rate
 CUT = 0.5  # rate and burst factor on a 429 within the estimate
 QUIET = 20.0  # seconds without a 429 before probing again
+MAX_PROBES = 4  # probes in flight at once, after accepted ones in a row
 
 
 class Estimate:
@@ -48,7 +51,8 @@ class Estimate:
         self.base_burst = budget.burst
         self.rate = budget.rate
         self.burst = budget.burst
-        self.probing = False  # a probe is in flight
+        self.probing = 0  # probes in flight
+        self.streak = 0  # probes accepted in a row
         self.stepped_at = float("-inf")  # when the rate last grew
         self.last_used = clock.now()
         self.quiet_until = float("-inf")  # no probe before this
@@ -75,7 +79,7 @@ class Estimate:
     def may_probe(self) -> bool:
         """True when one call beyond the estimate may be tried now."""
         return (
-            not self.probing
+            self.probing < min(MAX_PROBES, 1 + self.streak // 2)
             and self.clock.now() >= self.quiet_until
             and (self.rate < self.base_rate * GROW or self.burst < self.base_burst * GROW)
         )
@@ -83,6 +87,7 @@ class Estimate:
     def probe_accepted(self) -> None:
         """The platform had room for one more call: a deeper bucket, perhaps a faster one."""
         self._end_probe()
+        self.streak += 1
         self.burst = min(self.base_burst * GROW, self.burst + 1)
         now = self.clock.now()
         if now - self.stepped_at >= 1 / self.rate:
@@ -93,6 +98,7 @@ class Estimate:
         """A 429: no probing for QUIET s; one within the estimate also cuts it."""
         now = self.clock.now()
         self.quiet_until = max(self.quiet_until, now + max(QUIET, retry_after))
+        self.streak = 0
         if probe:
             self._end_probe()
             return
@@ -107,7 +113,7 @@ class Estimate:
         self._end_probe()
 
     def _end_probe(self) -> None:
-        self.probing = False
+        self.probing = max(0, self.probing - 1)
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -130,6 +136,23 @@ class AdaptiveBucket(TokenBucket):
         self.estimate = estimate
         estimate.users += 1
         super().__init__(budget, clock, parent)
+
+    # Calls reach the platform a little after we count them, and not evenly late: once
+    # the bucket is empty, waiting this much longer for the next token keeps the platform
+    # from seeing it a moment early (as a 429 within the estimate, which would cut it).
+    JITTER = 0.05
+
+    def delay(self) -> float:
+        """Seconds until a call may be made within the estimate."""
+        wait = super().delay()
+        if self.tokens < 1 - EPSILON:
+            wait = max(wait, (1 - self.tokens) / self.rate + self.JITTER)
+        return wait
+
+    def time_until(self, tokens: float) -> float:
+        """Seconds until the bucket holds `tokens` (late by JITTER, as delay())."""
+        wait = super().time_until(tokens)
+        return wait + self.JITTER if wait > 0 else wait
 
     @property
     def rate(self) -> float:
@@ -156,7 +179,7 @@ class AdaptiveBucket(TokenBucket):
     def take_probe(self) -> Ticket:
         """Send a call the estimate would hold back (call only when can_probe()): it is
         paid for only if the platform refuses it."""
-        self.estimate.probing = True
+        self.estimate.probing += 1
         self.estimate.last_used = self.clock.now()
         ticket = self.take()
         ticket.probe = True

@@ -287,6 +287,17 @@ class ReplyTarget(Protocol):
         """Show the final text of the last message `part` (False as for show)."""
         ...
 
+    def offer(self, part: int, text: str) -> None:
+        """The newest text of message `part`, as it arrives: a call already waiting for
+        its budget (a post) may show this instead of the older text it was given."""
+        ...
+
+    def edits(self, part: int) -> bool:
+        """False when showing message `part` now only posts it, paid from another budget
+        than `budget` (Slack: chat.postMessage per channel, not the workspace's
+        chat.update): the scheduler then neither waits for nor spends `budget`."""
+        ...
+
     def showing(self, part: int) -> bool:
         """True when message `part` already shows text of the reply, e.g. the first text
         went out with the message in place of a placeholder: its next show is then an

@@ -74,6 +74,7 @@ class ReplyStream:
             self.target.text_ready()
         self.tail += delta
         self._split()
+        self.target.offer(len(self.frozen), self.tail)
         self._lane.notify(self)
 
     def _split(self) -> None:
@@ -81,6 +82,7 @@ class ReplyStream:
             head, rest = split_message(self.tail, self._limit)
             self.frozen.append(head)
             self.tail = rest
+            self.target.offer(len(self.frozen) - 1, head)
 
     def status(self, line: str) -> None:
         """Show a transient line after the text (until more text comes), e.g. a tool at work."""

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 
 from bot.adaptive import AdaptiveBucket, Estimate
@@ -111,10 +111,9 @@ class _Lane:
         while True:
             if await self._idle():
                 return
-            picked: tuple[ReplyStream, _Op] | None = None
-            hint = wait = self.bucket.delay()
-            if wait <= 0:
-                picked, hint = self._pick()
+            wait = self.bucket.delay()
+            # While the limiter holds calls back, calls that cost it nothing still go.
+            picked, hint = self._pick(free=wait > 0)
             probe = False
             if picked is None and self.bucket.can_probe():
                 # The estimate holds every waiting call back: an adaptive budget tries one
@@ -126,10 +125,14 @@ class _Lane:
                     continue  # nothing left to do: _idle() decides what next
                 # Sleep until the cheapest waiting call may go, or until a more urgent one
                 # (a first text, a final) comes in, or a call ends.
-                await self._sleep_or_wake(max(wait, hint))
+                await self._sleep_or_wake(wait if wait > 0 else hint)
                 continue
             reply, op = picked
-            ticket = self.bucket.take_probe() if probe else self.bucket.take()
+            ticket: Ticket | None = None
+            if probe:
+                ticket = self.bucket.take_probe()
+            elif reply.target.edits(op.part):
+                ticket = self.bucket.take()
             reply.last_call_at = self.scheduler.clock.now()
             task = asyncio.create_task(self._call(reply, op, ticket))
             self.calls.add(task)
@@ -158,12 +161,14 @@ class _Lane:
             return max(1, reserve)
         return max(1, min(reserve + 1 + others, int(self.bucket.available_max())))
 
-    def _pick(self, *, probe: bool = False) -> tuple[tuple[ReplyStream, _Op] | None, float]:
+    def _pick(
+        self, *, probe: bool = False, free: bool = False
+    ) -> tuple[tuple[ReplyStream, _Op] | None, float]:
         """First texts first, then finals, then intermediate edits (each reply's spaced
         out), in queue order, when the bucket holds enough; with `probe`, whatever the
         bucket holds, but an intermediate edit only when no other reply is in flight.
-        Finished or busy replies leave the queue. Also returns the seconds until a call
-        now held back might go."""
+        With `free`, only calls that cost this budget nothing. Finished or busy replies
+        leave the queue. Also returns the seconds until a call now held back might go."""
         budget = self.bucket.budget
         now = self.scheduler.clock.now()
         available = self.bucket.available()
@@ -176,6 +181,13 @@ class _Lane:
                 self.queue.remove(reply)
                 reply.queued = False
                 reply._check_done()
+                continue
+            if not reply.target.edits(op.part):
+                # It only posts a message, paid from another budget (Slack's
+                # chat.postMessage per channel): nothing to wait for here.
+                best = (0, reply, op)
+                break
+            if free:
                 continue
             need = self._tokens_needed(reply, op, others)
             urgent = reply.urgent(op)
@@ -199,13 +211,16 @@ class _Lane:
         best[1].queued = False
         return (best[1], best[2]), hint
 
-    async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket) -> None:
+    async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket | None) -> None:
         try:
             try:
                 sent = await reply.run_op(op, self.scheduler.clock)
             finally:
-                ticket.done(self.scheduler.clock.now())
-            if sent is None:
+                if ticket is not None:
+                    ticket.done(self.scheduler.clock.now())
+            if ticket is None:
+                pass
+            elif sent is None:
                 self.bucket.failed(ticket)
             elif sent:
                 self.bucket.succeeded(ticket)
@@ -215,7 +230,8 @@ class _Lane:
             self.rate_limited += 1
             self.scheduler.rate_limited += 1
             log.info("429 on %s: slowing down for %.2fs", self.bucket.budget.key, exc.retry_after)
-            self.bucket.refused(ticket, exc.retry_after)
+            if ticket is not None:
+                self.bucket.refused(ticket, exc.retry_after)
             # It lost its turn through no fault of its own: it goes first next time.
             if not reply.queued and reply.has_work():
                 reply.queued = True
@@ -246,6 +262,9 @@ class EditScheduler:
         self._lanes: dict[str, _Lane] = {}
         self._buckets: dict[str, Limiter] = {}
         self._estimates: dict[str, Estimate] = {}
+        # Calls a reply will need beyond its final, announced before it is open (a
+        # placeholder's first-text edit): spare() counts them.
+        self.promised: Counter[str] = Counter()
         self.rate_limited = 0
         self._next_sweep = float("-inf")
 
@@ -267,6 +286,19 @@ class EditScheduler:
                 bucket = TokenBucket(budget, self.clock, parent)
             self._buckets[budget.key] = bucket
         return bucket
+
+    def spare(self, budget: Budget) -> float:
+        """Calls the budget can make now beyond one for every reply in flight on it and
+        every call promised (`promised`): above 0, one more call costs nobody a wait."""
+        bucket = self._buckets.get(budget.key)
+        if bucket is not None:
+            tokens = bucket.available()
+        else:
+            est = self.estimate(budget)
+            tokens = float(est.burst if est is not None else budget.burst)
+        lane = self._lanes.get(budget.key)
+        live = sum(1 for r in list(lane.replies) if not r.delivered) if lane else 0
+        return tokens - live - self.promised[budget.key]
 
     def estimate(self, budget: Budget) -> Estimate | None:
         """What an adaptive budget's family has learned so far (None: nothing yet)."""

@@ -154,6 +154,13 @@ class DiscordReplyTarget:
         if self._on_message is not None:
             await self._on_message(msg)
 
+    def offer(self, part: int, text: str) -> None:
+        """Calls show the text they were given."""
+
+    def edits(self, part: int) -> bool:
+        """Every call is paid from the reply's budget."""
+        return True
+
     def showing(self, part: int) -> bool:
         """A message shows text only once shown by the scheduler."""
         return False

@@ -29,6 +29,8 @@ APPEND_PER_S = 100 / 60  # chat.appendStream: Tier 4, 100+/min per workspace
 APPEND_BURST = 10
 POST_PER_S = 1.0  # chat.postMessage: 1/s per channel, "short bursts" allowed
 POST_BURST = 3
+STREAM_PER_S = 20 / 60  # chat.startStream and chat.stopStream: Tier 2, 20+/min per workspace
+STREAM_BURST = 5
 # A lone reply's edits at most this often: smooth to read, and a crowd needs no more.
 EDIT_EVERY_S = 0.4
 MARKDOWN_LIMIT = 12_000  # a markdown block's text
@@ -67,6 +69,11 @@ def append_budget(team: str) -> Budget:
         spacing=EDIT_EVERY_S,
         adaptive=True,
     )
+
+
+def stream_budget(team: str, method: str) -> Budget:
+    """The workspace's chat.startStream or chat.stopStream budget (Tier 2)."""
+    return Budget(f"slack:{team}:{method}", STREAM_PER_S, burst=STREAM_BURST, adaptive=True)
 
 
 def post_budget(team: str, channel: str) -> Budget:
@@ -129,11 +136,14 @@ class SlackReplyTarget:
         self._ts: list[str] = []
         self._sent: dict[int, str] = {}  # per message: what Slack shows (native: neutralised)
         self._raw: dict[int, str] = {}  # per message: the latest text asked for
+        self._offered: dict[int, str] = {}  # per message: the reply's newest text (offer())
         self._safe: dict[int, str] = {}  # edit mode, per message: the neutralised text shown
         self._on_start = on_start
         self._placeholder = False
         self._starting: asyncio.Future[None] | None = None
         self._stopped: set[int] = set()  # native messages whose stream was closed
+        self._skipped = False  # no placeholder: the first text is posted as the message
+        self._promised = False  # a first-text edit announced to the scheduler (spare())
 
     def adopt(self, message_ids: Sequence[str]) -> None:
         """Continue a reply whose messages exist already (recovery after a restart):
@@ -166,7 +176,44 @@ class SlackReplyTarget:
             await self._new_message("")
             self._sent[0] = ""
             return
-        await self._new_message(PLACEHOLDER, early=True)
+        if self.scheduler.spare(self.budget) < 1:
+            # A crowd on the workspace's chat.update budget: a placeholder would cost an
+            # edit there for its first text, which the other replies' finals need. The
+            # first text is posted as the message instead, from the channel's budget.
+            self._skipped = True
+            return
+        self.scheduler.promised[self.budget.key] += 1
+        self._promised = True
+        try:
+            await self._new_message(PLACEHOLDER, early=True)
+        finally:
+            if not self._placeholder:  # not posted, or posted with the first text
+                self._keep_promise()
+
+    def __del__(self) -> None:
+        # A reply given up on (errors) still stops counting against the budget's spare.
+        if getattr(self, "_promised", False):
+            self._keep_promise()
+
+    def _keep_promise(self) -> None:
+        """The placeholder's first-text edit is made (or no longer needed)."""
+        if self._promised:
+            self._promised = False
+            promised = self.scheduler.promised
+            promised[self.budget.key] -= 1
+            if promised[self.budget.key] <= 0:
+                del promised[self.budget.key]
+
+    def edits(self, part: int) -> bool:
+        """False when showing message `part` only posts it (chat.postMessage, the
+        channel's budget): no placeholder to edit, and the message before it shows its
+        final text already."""
+        if self.native or part < len(self._ts):
+            return True
+        if part == 0:
+            return not self._skipped
+        before = settled(self._raw.get(part - 1, ""), final=True)
+        return before != self._safe.get(part - 1)
 
     async def _started(self) -> None:
         """Wait for the sign to be out (the first text edits the placeholder, or went out
@@ -175,12 +222,17 @@ class SlackReplyTarget:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._starting)
 
-    async def _new_message(self, text: str, *, early: bool = False) -> None:
+    async def _new_message(self, text: str, *, part: int = 0, early: bool = False) -> str:
+        """Post message `part` (the placeholder when `early`); returns the text shown."""
+        shown = text
+
         async def post() -> None:
-            # The placeholder waited for the channel's post budget: if the answer's first
-            # text came meanwhile, that text is the message (one call instead of two).
-            raw = self._raw.get(0, "") if early else ""
-            shown = (settled(raw, final=False) or text) if raw else text
+            nonlocal shown
+            # The post waited for the channel's budget: text that came meanwhile goes out
+            # with it (a placeholder becomes the first text: one call instead of two).
+            newest = settled(self._offered.get(part, ""), final=False)
+            if newest and (early or (newest.startswith(text) and not self.native)):
+                shown = newest
             if self.native:
                 kwargs: dict[str, Any] = {}
                 if self.recipient_user and not self.channel.startswith("D"):
@@ -190,12 +242,7 @@ class SlackReplyTarget:
                     }
                 if text:
                     kwargs["markdown_text"] = neutralise(text)
-                resp = await call(
-                    self.client.chat_startStream,
-                    channel=self.channel,
-                    thread_ts=self.thread_ts,
-                    **kwargs,
-                )
+                resp = await self._start_stream(kwargs)
             else:
                 safe = neutralise(shown)
                 resp = await call(
@@ -209,11 +256,12 @@ class SlackReplyTarget:
                 )
             self._ts.append(str(resp["ts"]))
             if early and shown != text:
-                self._safe[0], self._sent[0] = shown, raw
+                self._safe[0], self._sent[0] = shown, self._offered.get(0, "")
             elif early:
                 self._placeholder = True
 
         await self.scheduler.call(self._post, post)
+        return shown
 
     async def show(self, text: str, *, part: int) -> bool:
         """Post or edit message `part`; False when no call on the reply's budget was made
@@ -276,7 +324,7 @@ class SlackReplyTarget:
                 updated = await self._edit(prev, part=part - 1, final=True)
             if not safe:
                 return updated  # nothing but an unfinished mention yet: post with the next text
-            await self._new_message(safe)
+            safe = await self._new_message(safe, part=part)
         elif not safe or safe == self._safe.get(part):
             return False
         else:
@@ -285,6 +333,7 @@ class SlackReplyTarget:
         self._safe[part] = safe
         self._sent[part] = text
         self._placeholder = False
+        self._keep_promise()
         return updated
 
     async def _append(self, text: str, *, part: int, final: bool) -> bool:
@@ -303,8 +352,28 @@ class SlackReplyTarget:
             return True
         return False
 
+    async def _start_stream(self, kwargs: dict[str, Any]) -> Any:
+        """chat.startStream, within the workspace's Tier 2 budget for it (and, around this,
+        the channel's post budget: it posts a message)."""
+        resp: Any = None
+
+        async def start() -> None:
+            nonlocal resp
+            resp = await call(
+                self.client.chat_startStream,
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                **kwargs,
+            )
+
+        await self.scheduler.call(stream_budget(self.team, "chat.startStream"), start)
+        return resp
+
     async def _stop(self, part: int) -> None:
-        await call(self.client.chat_stopStream, channel=self.channel, ts=self._ts[part])
+        async def stop() -> None:
+            await call(self.client.chat_stopStream, channel=self.channel, ts=self._ts[part])
+
+        await self.scheduler.call(stream_budget(self.team, "chat.stopStream"), stop)
         self._stopped.add(part)
 
     async def finish(self, text: str, *, part: int) -> bool:
@@ -316,12 +385,16 @@ class SlackReplyTarget:
                 await self.show(text, part=part)  # opens it (closing the one before)
             await self._close(part)
             return True
-        return await self._edit(text, part=part, final=True)
+        try:
+            return await self._edit(text, part=part, final=True)
+        finally:
+            self._keep_promise()
 
     async def fail(self, user_message: str) -> None:
         """Replace the placeholder with the note, or add the note under the reply."""
         note = f":warning: {user_message}"
         await self._started()
+        self._keep_promise()
         if self.native and self._ts and not self._sent.get(len(self._ts) - 1):
             # A stream opened by start() that never got text: say why inside it.
             await call(
@@ -342,6 +415,10 @@ class SlackReplyTarget:
             thread_ts=self.thread_ts,
             text=note,
         )
+
+    def offer(self, part: int, text: str) -> None:
+        """The newest text of message `part`, for a post still waiting for its budget."""
+        self._offered[part] = text
 
     def text_ready(self) -> None:
         """Nothing to stop: the sign is one call, made once."""

@@ -45,6 +45,14 @@ class TargetWrapper:
         """Final text of the last message."""
         return await self.target.finish(text, part=part)
 
+    def offer(self, part: int, text: str) -> None:
+        """The newest text of message `part`."""
+        self.target.offer(part, text)
+
+    def edits(self, part: int) -> bool:
+        """Whether showing message `part` is paid from the reply's budget."""
+        return self.target.edits(part)
+
     def showing(self, part: int) -> bool:
         """Whether message `part` shows text already."""
         return self.target.showing(part)

@@ -279,6 +279,8 @@ class FakeGemini:
         self.file_lifetime = timedelta(hours=48)
         self.echo_delay = 0.0
         self.first_chunk_at: dict[str, float] = {}  # first text chunk -> when it was sent
+        # first text chunk -> when each chunk of that reply was sent (time.monotonic())
+        self.chunk_sent_at: dict[str, list[float]] = {}
         # With nothing scripted: answer from the request (default: echo the last text).
         # (`auto(rec)` is that default: a responder may call it and adjust the reply.)
         self.responder: Callable[[Recorded], Reply] | None = None
@@ -563,6 +565,7 @@ class FakeGemini:
             if item.first_delay:
                 await asyncio.sleep(item.first_delay)
             usage = reply_usage(self._usage(rec, item.text()), item)
+            sent_at: list[float] = []  # in chunk_sent_at when the first chunk is text
             for i, c in enumerate(item.chunks):
                 if item.hold is not None and i == item.hold_after:
                     await item.hold.wait()
@@ -570,8 +573,11 @@ class FakeGemini:
                         return resp
                 if i and item.delay:
                     await asyncio.sleep(item.delay)
+                now = time.monotonic()
                 if i == 0 and isinstance(c, str):
-                    self.first_chunk_at[c] = time.monotonic()
+                    self.first_chunk_at[c] = now
+                    self.chunk_sent_at[c] = sent_at
+                sent_at.append(now)
                 last = i == len(item.chunks) - 1
                 await send(
                     self._chunk(

@@ -71,6 +71,7 @@ SECTION_TEXT_LIMIT = 3_000  # a section block's text
 SECTION_FIELDS = 10  # a section block's fields, each at most 2,000 chars
 SECTION_FIELD_LIMIT = 2_000
 HEADER_TEXT_LIMIT = 150
+TIER2 = (20 / 60, 5, "team")  # 20+ per minute, per workspace
 TIER3 = (50 / 60, 10, "team")  # 50+ per minute, per workspace
 TIER4 = (100 / 60, 20, "team")  # 100+ per minute, per workspace
 
@@ -179,6 +180,8 @@ class FakeSlack(HistoryMixin, FilesMixin):
             "chat.postMessage": (1.0, 3, "channel"),
             "chat.update": (50 / 60, 5, "team"),
             "chat.appendStream": (100 / 60, 10, "team"),
+            "chat.startStream": TIER2,
+            "chat.stopStream": TIER2,
             "conversations.history": TIER3,
             "conversations.replies": TIER3,
             "conversations.info": TIER3,
