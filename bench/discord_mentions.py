@@ -48,14 +48,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.genai import types
-
-from bench.report import late_notes, md_table, pair, pick, squash, stream_marks, summary_ms, write
+from bench.mentions import (
+    HEADER,
+    chunks_for,
+    drain,
+    parser,
+    respond,
+    run_matrix,
+    table_row,
+    text_for,
+    values,
+)
+from bench.report import late_notes, md_table, squash, stream_marks, summary_ms, write
 from bench.service_process import ServiceProcess
 from tests.fakes.discord import BOT_ID, CHANNEL, TOKEN, Call, FakeDiscord
-from tests.fakes.gemini import FakeGemini, Recorded, Reply
+from tests.fakes.gemini import FakeGemini
 
-CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
 USER = "100000000000000001"
 UNLIMITED = 1_000_000
 CONFIGS: dict[str, tuple[int, int | None, int]] = {  # channel limit, global limit, rate
@@ -70,7 +78,6 @@ SCENARIOS: dict[str, tuple[int, int]] = {  # name -> (channels, mentions)
     "ch10N50": (10, 50),
 }
 QUICK = ("ch1N1", "ch1N10", "ch50N50")
-QUIET, DRAIN_LIMIT = 15.0, 600.0  # see drain()
 
 
 @dataclass
@@ -84,22 +91,6 @@ class Sent:
 
 def channel_id(c: int) -> str:
     return str(700000000000001000 + c)
-
-
-def text_for(i: int) -> str:
-    head = f"R{i:03d} "
-    return head + "x" * (CHUNKS * CHUNK_CHARS - len(head))
-
-
-def chunks_for(i: int) -> list[str]:
-    text = text_for(i)
-    return [text[j : j + CHUNK_CHARS] for j in range(0, len(text), CHUNK_CHARS)]
-
-
-def respond(rec: Recorded) -> Reply:
-    """Mention "q17" gets reply R017, whatever order the requests arrive in."""
-    chunks: list[str | types.Part] = list(chunks_for(int(rec.texts()[-1].rsplit("q", 1)[1])))
-    return Reply(chunks, delay=GAP)
 
 
 def ok(c: Call) -> bool:
@@ -143,20 +134,6 @@ def complete(fake: FakeDiscord, i: int, sent: Sent) -> bool:
     return squash("".join(str(m["content"]) for m in msgs)) == squash(text_for(i))
 
 
-async def drain(fake: FakeDiscord, sent: dict[int, Sent]) -> float:
-    """After the service counted every turn done: until each reply shows its whole text or
-    the fake saw no call for QUIET s (the engine stops waiting for a reply's delivery after
-    a while, its messages may still come). Returns when the turns were done."""
-    turns_done = time.monotonic()
-    while time.monotonic() < turns_done + DRAIN_LIMIT:
-        if all(complete(fake, i, s) for i, s in sent.items()):
-            break
-        if time.monotonic() - fake.calls[-1].at > QUIET:
-            break
-        await asyncio.sleep(0.2)
-    return turns_done
-
-
 def measure_one(fake: FakeDiscord, gemini: FakeGemini, i: int, sent: Sent) -> dict[str, Any]:
     """One reply's figures (seconds) from the fake's records."""
     thread, typing, writes = reply_calls(fake, sent)
@@ -186,10 +163,6 @@ def measure_one(fake: FakeDiscord, gemini: FakeGemini, i: int, sent: Sent) -> di
             first_chunk is not None and first_chunk <= c.at < text_at for c in typing
         ),
     }
-
-
-def values(rows: list[dict[str, Any]], key: str) -> list[float]:
-    return [r[key] for r in rows if r[key] is not None]
 
 
 def mean_of(rows: list[dict[str, Any]], key: str) -> float:
@@ -238,7 +211,10 @@ async def drive(
         msg = await fake.say(channel, USER, f"<@{BOT_ID}> q{i}")
         sent[i] = Sent(t0, channel, str(msg["id"]))
     await service.settle(n + 1, limit=900)
-    return sent, skip, await drain(fake, sent)
+    done = await drain(
+        lambda: fake.calls[-1].at, lambda: all(complete(fake, i, s) for i, s in sent.items())
+    )
+    return sent, skip, done
 
 
 async def run(config: str, scenario: str) -> dict[str, Any]:
@@ -274,33 +250,8 @@ async def run(config: str, scenario: str) -> dict[str, Any]:
     return result
 
 
-HEADER = [
-    "scenario",
-    "complete",
-    "lost",
-    "(a) median / p95",
-    "(b) median / p95",
-    "(c) mean / max",
-    "(e) median / p95",
-    "429s per reply",
-    "calls per reply",
-    "typing while queued per reply",
-]
-
-
-def table_row(scenario: str, r: dict[str, Any]) -> list[str]:
-    return [
-        scenario,
-        f"{r['complete']}/{r['mentions']}",
-        str(r["lost"]),
-        pair(r["first_message"], "median", "p95"),
-        pair(r["first_text"], "median", "p95"),
-        pair(r["lag"], "mean", "max"),
-        pair(r["final"], "median", "p95"),
-        f"{r['429_per_reply']:.2f}",
-        f"{r['calls_per_reply']:.1f}",
-        f"{r['typing_while_queued_per_reply']:.2f}",
-    ]
+def discord_row(scenario: str, r: dict[str, Any]) -> list[str]:
+    return [*table_row(scenario, r), f"{r['typing_while_queued_per_reply']:.2f}"]
 
 
 def describe(config: str) -> str:
@@ -324,37 +275,23 @@ def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     ]
     for config, runs in results.items():
         out.append(f"\n### {config}: {describe(config)}\n")
-        out.append(md_table(HEADER, [table_row(s, r) for s, r in runs.items()]))
+        out.append(
+            md_table(
+                [*HEADER, "typing while queued per reply"],
+                [discord_row(s, r) for s, r in runs.items()],
+            )
+        )
         out += late_notes(config, runs)
     return "\n".join(out)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.discord_mentions",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true", help=f"scenarios {', '.join(QUICK)} only")
-    p.add_argument("--only", help="limit configurations, e.g. none,limits")
-    p.add_argument("--scenario", help="scenarios, e.g. ch50N50,ch1N1")
-    return p.parse_args(argv)
-
-
-async def main_async(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
-    configs = pick(args.only, CONFIGS, tuple(CONFIGS))
-    scenarios = pick(args.scenario, SCENARIOS, QUICK if args.quick else tuple(SCENARIOS))
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for config in configs:
-        for scenario in scenarios:
-            print(f"discord {config} {scenario} ...", file=sys.stderr, flush=True)
-            results.setdefault(config, {})[scenario] = await run(config, scenario)
-    return results
+    return parser("python -m bench.discord_mentions", __doc__, QUICK).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(sys.argv[1:] if argv is None else argv)
-    results = asyncio.run(main_async(args))
+    results = asyncio.run(run_matrix("discord", args, CONFIGS, SCENARIOS, QUICK, run))
     md = render(results)
     path = write("discord_mentions", {"configs": results}, md)
     print(md)

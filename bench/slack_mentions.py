@@ -59,14 +59,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.genai import types
-
-from bench.report import late_notes, md_table, pair, pick, squash, stream_marks, summary_ms, write
+from bench.mentions import (
+    HEADER,
+    chunks_for,
+    drain,
+    parser,
+    respond,
+    run_matrix,
+    table_row,
+    text_for,
+    values,
+)
+from bench.report import late_notes, md_table, pair, squash, stream_marks, summary_ms, write
 from bench.service_process import ServiceProcess
-from tests.fakes.gemini import FakeGemini, Recorded, Reply
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, Call, FakeSlack, SlackDriver
 
-CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
 TEAM_ID = "T000"
 POSTS = ("chat.postMessage", "chat.startStream")
 APPENDS = ("chat.appendStream", "chat.stopStream")
@@ -94,7 +102,6 @@ SCENARIOS: dict[str, tuple[int, int]] = {  # name -> (channels, mentions)
     "ch10N50": (10, 50),
 }
 QUICK = ("ch1N1", "ch1N10", "ch10N50")
-QUIET, DRAIN_LIMIT = 15.0, 600.0  # see drain()
 
 
 @dataclass
@@ -104,22 +111,6 @@ class Sent:
     at: float
     channel: str
     ts: str
-
-
-def text_for(i: int) -> str:
-    head = f"R{i:03d} "
-    return head + "x" * (CHUNKS * CHUNK_CHARS - len(head))
-
-
-def chunks_for(i: int) -> list[str]:
-    text = text_for(i)
-    return [text[j : j + CHUNK_CHARS] for j in range(0, len(text), CHUNK_CHARS)]
-
-
-def respond(rec: Recorded) -> Reply:
-    """Mention "q17" gets reply R017, whatever order the requests arrive in."""
-    chunks: list[str | types.Part] = list(chunks_for(int(rec.texts()[-1].rsplit("q", 1)[1])))
-    return Reply(chunks, delay=GAP)
 
 
 def ok(c: Call) -> bool:
@@ -176,20 +167,6 @@ def complete(fake: FakeSlack, i: int, sent: Sent) -> bool:
     return squash("".join(m.visible() for m in msgs)) == squash(text_for(i))
 
 
-async def drain(fake: FakeSlack, sent: dict[int, Sent]) -> float:
-    """After the service counted every turn done: until each reply shows its whole text or
-    the fake saw no call for QUIET s (the engine stops waiting for a reply's delivery after
-    a while, its messages may still come). Returns when the turns were done."""
-    turns_done = time.monotonic()
-    while time.monotonic() < turns_done + DRAIN_LIMIT:
-        if all(complete(fake, i, s) for i, s in sent.items()):
-            break
-        if time.monotonic() - fake.calls[-1].at > QUIET:
-            break
-        await asyncio.sleep(0.2)
-    return turns_done
-
-
 def measure_one(fake: FakeSlack, gemini: FakeGemini, i: int, sent: Sent) -> dict[str, Any]:
     """One reply's figures (seconds) from the fake's records."""
     msgs = fake.bot_messages(sent.channel, sent.ts)
@@ -215,10 +192,6 @@ def measure_one(fake: FakeSlack, gemini: FakeGemini, i: int, sent: Sent) -> dict
         "calls_429": sum(c.status == 429 for c in calls),
         "calls_by_method": dict(Counter(c.method for c in calls)),
     }
-
-
-def values(rows: list[dict[str, Any]], key: str) -> list[float]:
-    return [r[key] for r in rows if r[key] is not None]
 
 
 def summarise(rows: list[dict[str, Any]], run_calls: list[Call]) -> dict[str, Any]:
@@ -289,7 +262,9 @@ async def drive(
         skip = len(fake.calls)
         await asyncio.gather(*(mention(i, f"C{i % channels:03d}") for i in range(n)))
         await service.settle(n + 1, limit=900)
-        turns_done = await drain(fake, sent)
+        turns_done = await drain(
+            lambda: fake.calls[-1].at, lambda: all(complete(fake, i, s) for i, s in sent.items())
+        )
     finally:
         await driver.close()
     return sent, skip, turns_done
@@ -353,33 +328,6 @@ async def run(config: str, scenario: str, mode: str) -> dict[str, Any]:
     return result
 
 
-HEADER = [
-    "scenario",
-    "complete",
-    "lost",
-    "(a) median / p95",
-    "(b) median / p95",
-    "(c) mean / max",
-    "(e) median / p95",
-    "429s per reply",
-    "calls per reply",
-]
-
-
-def table_row(scenario: str, r: dict[str, Any]) -> list[str]:
-    return [
-        scenario,
-        f"{r['complete']}/{r['mentions']}",
-        str(r["lost"]),
-        pair(r["first_message"], "median", "p95"),
-        pair(r["first_text"], "median", "p95"),
-        pair(r["lag"], "mean", "max"),
-        pair(r["final"], "median", "p95"),
-        f"{r['429_per_reply']:.2f}",
-        f"{r['calls_per_reply']:.1f}",
-    ]
-
-
 def describe(config: str) -> str:
     parts = []
     for method, limit in CONFIGS[config].items():
@@ -418,32 +366,23 @@ def render(results: dict[str, dict[str, dict[str, Any]]], mode: str) -> str:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.slack_mentions",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true", help=f"scenarios {', '.join(QUICK)} only")
-    p.add_argument("--only", help="limit configurations, e.g. none,limits")
-    p.add_argument("--scenario", help="scenarios, e.g. ch10N50,ch1N1")
+    p = parser("python -m bench.slack_mentions", __doc__, QUICK)
     p.add_argument("--mode", choices=("edit", "native"), default="edit")
     return p.parse_args(argv)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
-    configs = pick(args.only, CONFIGS, tuple(CONFIGS))
-    scenarios = pick(args.scenario, SCENARIOS, QUICK if args.quick else tuple(SCENARIOS))
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for config in configs:
-        for scenario in scenarios:
-            print(f"slack {args.mode} {config} {scenario} ...", file=sys.stderr, flush=True)
-            results.setdefault(config, {})[scenario] = await run(config, scenario, args.mode)
-    return results
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(sys.argv[1:] if argv is None else argv)
-    results = asyncio.run(main_async(args))
+    results = asyncio.run(
+        run_matrix(
+            f"slack {args.mode}",
+            args,
+            CONFIGS,
+            SCENARIOS,
+            QUICK,
+            lambda config, scenario: run(config, scenario, args.mode),
+        )
+    )
     md = render(results, args.mode)
     name = "slack_mentions" if args.mode == "edit" else f"slack_mentions_{args.mode}"
     path = write(name, {"mode": args.mode, "configs": results}, md)

@@ -38,6 +38,7 @@ class _Fixed:
     """What a limiter with a fixed budget answers to the scheduler's adaptive questions."""
 
     parent: Limiter | None
+    budget: Budget
 
     def can_probe(self) -> bool:
         """A fixed budget never tries a call beyond itself."""
@@ -69,6 +70,11 @@ class _Fixed:
     def penalize(self, retry_after: float) -> None:
         """No calls until Retry-After has passed."""
         raise NotImplementedError
+
+    def _gauge(self) -> float:
+        """The wait the platform's own client knows of (Budget.gauge), if any."""
+        gauge = self.budget.gauge
+        return max(0.0, gauge()) if gauge is not None else 0.0
 
 
 class TokenBucket(_Fixed):
@@ -110,6 +116,7 @@ class TokenBucket(_Fixed):
         # The epsilon stops float rounding (0.999999...) from asking for a zero-length sleep.
         if self.tokens < 1 - EPSILON:
             wait = max(wait, (1 - self.tokens) / self.rate)
+        wait = max(wait, self._gauge())
         if self.parent is not None:
             wait = max(wait, self.parent.delay())
         return wait
@@ -182,6 +189,7 @@ class SlidingWindow(_Fixed):
         wait = max(0.0, self.blocked_until - now)
         if len(times) >= self.budget.burst:
             wait = max(wait, times[-self.budget.burst] + self.budget.window - now)
+        wait = max(wait, self._gauge())
         if self.parent is not None:
             wait = max(wait, self.parent.delay())
         return wait

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -245,6 +245,9 @@ class Budget:
     # one workspace) share what is learned.
     adaptive: bool = False
     family: str = ""
+    # Seconds the platform's own client says the next call must wait, from the platform's
+    # rate-limit headers (discord.py's bucket records); 0 when it knows of no wait.
+    gauge: Callable[[], float] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

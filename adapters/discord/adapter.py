@@ -18,6 +18,7 @@ import yarl
 
 from adapters.discord.client import DiscordBot
 from adapters.discord.commands import register_commands
+from adapters.discord.ratelimits import bucket_wait
 from adapters.discord.sync import MetaStore, sync_if_changed
 from adapters.discord.target import GLOBAL_PER_S, DiscordReplyTarget, global_budget
 from adapters.discord.text import readable, thread_name
@@ -227,6 +228,7 @@ class DiscordAdapter:
             on_message=remember,
             new_thread=new_thread,
             global_limit=self.global_budget,
+            gauge=lambda: bucket_wait(self.bot.http, channel_id),
         )
 
     async def recovery_target(

@@ -53,3 +53,22 @@ async def keep_pruned(http: Any) -> None:
             prune(http, loop.time())
         except Exception as exc:  # never worth stopping the bot over
             log.warning("discord: pruning rate-limit records failed: %r", exc)
+
+
+MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"  # edits share its bucket
+
+
+def bucket_wait(http: Any, channel_id: int | str) -> float:
+    """Seconds discord.py's record of a channel's message bucket says the next write must
+    wait: Discord's X-RateLimit headers, as discord.py keeps them (0 when it knows of no
+    wait, or has no record yet). The scheduler asks this before each write, so text is not
+    handed to discord.py only to sit in its queue while newer text arrives."""
+    try:
+        buckets: dict[str, Any] = http._buckets
+        key = http._bucket_hashes.get(MESSAGES_ROUTE) or MESSAGES_ROUTE
+        record = buckets.get(f"{key}:{channel_id}")
+        if record is None or record.expires is None or record.remaining > 0:
+            return 0.0
+        return max(0.0, float(record.expires) - asyncio.get_running_loop().time())
+    except Exception:  # a changed discord.py: the window in target.py still paces writes
+        return 0.0

@@ -40,8 +40,12 @@ ANGLE_LINKS = Markup("angle")
 NO_PINGS = discord.AllowedMentions.none()
 
 
-def channel_budget(channel_id: int | str, parent: Budget) -> Budget:
-    """One channel's (or thread's) message writes, under the global limit."""
+def channel_budget(
+    channel_id: int | str, parent: Budget, gauge: Callable[[], float] | None = None
+) -> Budget:
+    """One channel's (or thread's) message writes, under the global limit; `gauge` adds
+    any wait Discord's rate-limit headers demand beyond the window (discord.py's record of
+    the channel's bucket: a stricter or shared bucket, a reset)."""
     return Budget(
         f"discord:{channel_id}:messages",
         rate=1.0,
@@ -50,6 +54,7 @@ def channel_budget(channel_id: int | str, parent: Budget) -> Budget:
         reserve=1,
         spacing=0.3,
         parent=parent,
+        gauge=gauge,
     )
 
 
@@ -69,11 +74,12 @@ class DiscordReplyTarget:
         on_message: Callable[[discord.Message], Awaitable[None]] | None = None,
         new_thread: bool = False,
         global_limit: Budget | None = None,
+        gauge: Callable[[], float] | None = None,
     ) -> None:
         self.channel = channel
         self.scheduler = scheduler
         self.global_budget = global_limit or global_budget()
-        self.budget = channel_budget(channel_id, self.global_budget)
+        self.budget = channel_budget(channel_id, self.global_budget, gauge)
         self.reference = reference
         self._on_message = on_message
         self._messages: dict[int, discord.Message | discord.PartialMessage] = {}

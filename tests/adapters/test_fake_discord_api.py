@@ -16,10 +16,12 @@ import discord
 import pytest
 import yarl
 
+from adapters.discord.ratelimits import bucket_wait
 from tests.conftest import ADA, BOB
 from tests.fakes.discord import BOT_ID, CHANNEL, TOKEN, FakeDiscord, is_ephemeral
 from tests.fakes.discord_perms import READ_MESSAGE_HISTORY, ROLE_OVERWRITE, VIEW_CHANNEL
 from tests.fakes.discord_wire import MIB
+from tests.helpers import until
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 Connect = Callable[[], Awaitable[discord.Client]]
@@ -394,3 +396,26 @@ async def test_a_message_context_menu_and_resolved_options(
     assert interaction.permissions.administrator  # Ada is in the admin role
     assert interaction.app_permissions.view_channel
     assert interaction.app_permissions.read_message_history
+
+
+async def test_bucket_wait_reads_discord_py_record_of_the_headers(
+    fake_discord: FakeDiscord, connect: Connect
+) -> None:
+    # A channel whose bucket Discord says is smaller than the usual 5 per 5 s: discord.py
+    # records the X-RateLimit headers, and bucket_wait() reads that record.
+    fake_discord.channel_limit = 2
+    fake_discord.channel_window = 1.0
+    client = await connect()
+    channel = text_channel(client)
+    assert bucket_wait(client.http, CHANNEL) == 0.0  # no record yet
+    await channel.send("one")
+    assert bucket_wait(client.http, CHANNEL) == 0.0  # one write left
+    # The write that empties the bucket: discord.py holds it (and the bucket) until the
+    # reset; meanwhile any other write would queue there, so the scheduler must wait.
+    second = asyncio.ensure_future(channel.send("two"))
+    await until(lambda: len(fake_discord.bot_messages(CHANNEL)) == 2, limit=5)
+    wait = bucket_wait(client.http, CHANNEL)
+    assert 0 < wait <= fake_discord.channel_window
+    assert bucket_wait(client.http, "1") == 0.0  # another channel: nothing known
+    await second
+    assert bucket_wait(client.http, CHANNEL) == 0.0  # reset

@@ -194,7 +194,8 @@ class RateLimitMixin:
             "X-RateLimit-Remaining": str(max(0, self.channel_limit - len(w))),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{max(reset_after, 0.001):.3f}",
-            "X-RateLimit-Bucket": f"messages-{key}",
+            # One hash per route, as Discord sends: the channel is the major parameter.
+            "X-RateLimit-Bucket": "messages-bucket",
         }
 
     def _too_many(self, retry: float, key: str, is_global: bool) -> web.Response:
@@ -205,7 +206,8 @@ class RateLimitMixin:
             "X-RateLimit-Limit": str(self.channel_limit),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset-After": f"{retry:.3f}",
-            "X-RateLimit-Bucket": f"messages-{key}",
+            # One hash per route, as Discord sends: the channel is the major parameter.
+            "X-RateLimit-Bucket": "messages-bucket",
             "X-RateLimit-Scope": "user",
         }
         if is_global:

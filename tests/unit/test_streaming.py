@@ -511,3 +511,18 @@ async def test_replace_adds_markers_and_keeps_the_footer_in_the_last_message(
     assert "w5[1]" in parts[0]
     assert parts[-1].endswith(footer) and all(footer not in p for p in parts[:-1])
     assert " ".join(" ".join(parts).replace(footer, "").split()) == text.replace("w5", "w5[1]")
+
+
+async def test_a_gauge_adds_the_wait_the_platform_client_knows_of(clock, scheduler) -> None:
+    # E.g. discord.py's record of Discord's headers says the channel's bucket is empty for
+    # 2 s more: the lane holds the text (and coalesces it) instead of queueing it there.
+    until = {"t": 2.0}
+    budget = Budget("ch", rate=10.0, burst=5, gauge=lambda: until["t"] - clock.now())
+    target = RecordingTarget(clock, budget=budget)
+    reply = scheduler.open(target)
+    reply.append("a")
+    await clock.advance(1.0)
+    reply.append("b")
+    assert target.calls == []
+    await clock.advance(1.5)
+    assert [(c.text, c.at) for c in target.calls] == [("ab", 2.0)]
