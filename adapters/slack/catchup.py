@@ -22,8 +22,8 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.events import Command, Shortcut
 from adapters.slack.history import SlackHistory, missing_scope
-from adapters.slack.target import call, post_budget
 from adapters.slack.text import neutralise
+from adapters.slack.webapi import call, post_budget
 from bot.catchup import Answer, Subject, parse_since
 from bot.catchup.answer import chunks
 from bot.catchup.progress import ProgressNotes
