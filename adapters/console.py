@@ -95,7 +95,7 @@ class ConsoleTarget:
     def offer(self, part: int, text: str) -> None:
         """Calls show the text they were given."""
 
-    def edits(self, part: int) -> bool:
+    def edits(self, part: int, text: str) -> bool:
         """Every call is paid from the reply's budget."""
         return True
 

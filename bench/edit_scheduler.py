@@ -55,7 +55,7 @@ class TimedTarget:
     def offer(self, part: int, text: str) -> None:
         """Calls show the text they were given."""
 
-    def edits(self, part: int) -> bool:
+    def edits(self, part: int, text: str) -> bool:
         """Every call is paid from the reply's budget."""
         return True
 

@@ -14,7 +14,8 @@ knows how much more. An adaptive budget (`Budget(adaptive=True)`) therefore:
   token interval (probes sent back to back are evidence of a deeper bucket, not of a
   faster one);
 - a probe the platform refuses costs that one 429: its Retry-After is honoured, the estimate
-  stays, and there is no probing for QUIET seconds;
+  stays, and there is no probing for QUIET seconds (doubled after each refused probe in a
+  row, up to 10 minutes: each one holds the whole lane for its Retry-After);
 - a 429 on a call the estimate allowed means the platform grants less than believed: rate
   and burst halve (once per Retry-After, however many calls it refused), never below
   1/FLOOR of the documented rate (multiplicative decrease);
@@ -39,6 +40,7 @@ FLOOR = 16  # ... nor falls below 1/FLOOR of the documented rate
 STEP = 0.1  # rate step per accepted probe, as a share of the documented rate
 CUT = 0.5  # rate and burst factor on a 429 within the estimate
 QUIET = 20.0  # seconds without a 429 before probing again
+QUIET_MAX = 600.0  # ... at most, after refused probes in a row
 MAX_PROBES = 4  # probes in flight at once, after accepted ones in a row
 
 
@@ -52,7 +54,9 @@ class Estimate:
         self.rate = budget.rate
         self.burst = budget.burst
         self.probing = 0  # probes in flight
+        self.probed_at = float("-inf")  # when the last probe was sent
         self.streak = 0  # probes accepted in a row
+        self.quiet = QUIET  # the pause after the next refused probe
         self.stepped_at = float("-inf")  # when the rate last grew
         self.last_used = clock.now()
         self.quiet_until = float("-inf")  # no probe before this
@@ -73,14 +77,21 @@ class Estimate:
         if steps <= 0:
             return
         self.stepped_at = since + steps
-        self.rate = min(self.base_rate, self.rate + steps * self.base_rate * STEP)
-        self.burst = min(self.base_burst, self.burst + steps)
+        # Only what is below the documented value grows; a dimension probes proved higher
+        # keeps what was learned.
+        if self.rate < self.base_rate:
+            self.rate = min(self.base_rate, self.rate + steps * self.base_rate * STEP)
+        if self.burst < self.base_burst:
+            self.burst = min(self.base_burst, self.burst + steps)
 
     def may_probe(self) -> bool:
         """True when one call beyond the estimate may be tried now."""
+        now = self.clock.now()
+        if now - self.probed_at > QUIET:
+            self.streak = 0  # a streak is evidence about now, not about minutes ago
         return (
             self.probing < min(MAX_PROBES, 1 + self.streak // 2)
-            and self.clock.now() >= self.quiet_until
+            and now >= self.quiet_until
             and (self.rate < self.base_rate * GROW or self.burst < self.base_burst * GROW)
         )
 
@@ -88,6 +99,7 @@ class Estimate:
         """The platform had room for one more call: a deeper bucket, perhaps a faster one."""
         self._end_probe()
         self.streak += 1
+        self.quiet = QUIET
         self.burst = min(self.base_burst * GROW, self.burst + 1)
         now = self.clock.now()
         if now - self.stepped_at >= 1 / self.rate:
@@ -95,11 +107,14 @@ class Estimate:
             self.rate = min(self.base_rate * GROW, self.rate + self.base_rate * STEP)
 
     def refused(self, retry_after: float, *, probe: bool) -> None:
-        """A 429: no probing for QUIET s; one within the estimate also cuts it."""
+        """A 429: no probing for a while (QUIET s, doubled for each refused probe in a row,
+        up to QUIET_MAX: each costs the lane a Retry-After); one within the estimate also
+        cuts it."""
         now = self.clock.now()
-        self.quiet_until = max(self.quiet_until, now + max(QUIET, retry_after))
+        self.quiet_until = max(self.quiet_until, now + max(self.quiet, retry_after))
         self.streak = 0
         if probe:
+            self.quiet = min(QUIET_MAX, self.quiet * 2)
             self._end_probe()
             return
         if now < self.cut_until:
@@ -167,11 +182,14 @@ class AdaptiveBucket(TokenBucket):
         return self.estimate.burst
 
     def can_probe(self) -> bool:
-        """True when no Retry-After holds calls back and the family may try one call
-        beyond its estimate (the scheduler asks when the estimate holds a call back)."""
+        """True when the bucket is empty (a call with a token left is no evidence of room
+        beyond the estimate), no Retry-After holds calls back, and the family may try one
+        call beyond its estimate."""
         now = self.clock.now()
+        self._refill(now)
         return (
-            now >= self.blocked_until
+            self.tokens < 1 - EPSILON
+            and now >= self.blocked_until
             and (self.parent is None or self.parent.delay() == 0)
             and self.estimate.may_probe()
         )
@@ -180,6 +198,7 @@ class AdaptiveBucket(TokenBucket):
         """Send a call the estimate would hold back (call only when can_probe()): it is
         paid for only if the platform refuses it."""
         self.estimate.probing += 1
+        self.estimate.probed_at = self.clock.now()
         self.estimate.last_used = self.clock.now()
         ticket = self.take()
         ticket.probe = True

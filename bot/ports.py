@@ -295,10 +295,11 @@ class ReplyTarget(Protocol):
         its budget (a post) may show this instead of the older text it was given."""
         ...
 
-    def edits(self, part: int) -> bool:
-        """False when showing message `part` now only posts it, paid from another budget
-        than `budget` (Slack: chat.postMessage per channel, not the workspace's
-        chat.update): the scheduler then neither waits for nor spends `budget`."""
+    def edits(self, part: int, text: str) -> bool:
+        """False when showing `text` as message `part` costs `budget` nothing: it only
+        posts the message, paid from another budget (Slack: chat.postMessage per channel,
+        not the workspace's chat.update), or the message shows that text already. The
+        scheduler then neither waits for nor spends `budget`."""
         ...
 
     def showing(self, part: int) -> bool:

@@ -58,6 +58,7 @@ class ReplyStream:
         self._status_parts: set[int] = set()  # parts whose screen shows only a status
         self._has_text = False
         self.last_call_at = float("-inf")  # when the scheduler last sent a call of it
+        self.held_until = float("-inf")  # a 429's Retry-After on a call of no lane's budget
 
     @property
     def text(self) -> str:

@@ -131,7 +131,7 @@ class _Lane:
             ticket: Ticket | None = None
             if probe:
                 ticket = self.bucket.take_probe()
-            elif reply.target.edits(op.part):
+            elif reply.target.edits(op.part, op.text):
                 ticket = self.bucket.take()
             reply.last_call_at = self.scheduler.clock.now()
             task = asyncio.create_task(self._call(reply, op, ticket))
@@ -159,6 +159,10 @@ class _Lane:
             return 1
         if reply.urgent(op):
             return max(1, reserve)
+        if others == 0 and self.bucket.budget.adaptive:
+            # A lone reply on an adaptive budget may spend it to the bottom: only an empty
+            # bucket lets it probe, which is how a quiet workspace finds its real limit.
+            return 1
         return max(1, min(reserve + 1 + others, int(self.bucket.available_max())))
 
     def _pick(
@@ -182,7 +186,10 @@ class _Lane:
                 reply.queued = False
                 reply._check_done()
                 continue
-            if not reply.target.edits(op.part):
+            if reply.held_until > now:
+                hint = min(hint, reply.held_until - now)
+                continue
+            if not reply.target.edits(op.part, op.text):
                 # It only posts a message, paid from another budget (Slack's
                 # chat.postMessage per channel): nothing to wait for here.
                 best = (0, reply, op)
@@ -232,10 +239,18 @@ class _Lane:
             log.info("429 on %s: slowing down for %.2fs", self.bucket.budget.key, exc.retry_after)
             if ticket is not None:
                 self.bucket.refused(ticket, exc.retry_after)
+            else:
+                # A call paid from another budget should have waited there; if a 429
+                # still comes through, this reply at least waits it out.
+                reply.held_until = self.scheduler.clock.now() + exc.retry_after
             # It lost its turn through no fault of its own: it goes first next time.
             if not reply.queued and reply.has_work():
                 reply.queued = True
                 self.queue.appendleft(reply)
+        except BaseException:
+            if ticket is not None:  # cancelled: a probe must not stay counted
+                self.bucket.failed(ticket)
+            raise
         else:
             if not reply.queued and reply.has_work():
                 reply.queued = True

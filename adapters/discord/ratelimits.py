@@ -55,20 +55,28 @@ async def keep_pruned(http: Any) -> None:
             log.warning("discord: pruning rate-limit records failed: %r", exc)
 
 
-MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"  # edits share its bucket
+# A reply's writes: posts and edits (Discord gives both one bucket today; if it ever gives
+# them two, the stricter record counts).
+MESSAGE_ROUTES = (
+    "POST /channels/{channel_id}/messages",
+    "PATCH /channels/{channel_id}/messages/{message_id}",
+)
 
 
 def bucket_wait(http: Any, channel_id: int | str) -> float:
-    """Seconds discord.py's record of a channel's message bucket says the next write must
+    """Seconds discord.py's records of a channel's message buckets say the next write must
     wait: Discord's X-RateLimit headers, as discord.py keeps them (0 when it knows of no
     wait, or has no record yet). The scheduler asks this before each write, so text is not
     handed to discord.py only to sit in its queue while newer text arrives."""
     try:
-        buckets: dict[str, Any] = http._buckets
-        key = http._bucket_hashes.get(MESSAGES_ROUTE) or MESSAGES_ROUTE
-        record = buckets.get(f"{key}:{channel_id}")
-        if record is None or record.expires is None or record.remaining > 0:
-            return 0.0
-        return max(0.0, float(record.expires) - asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        wait = 0.0
+        for route in MESSAGE_ROUTES:
+            key = http._bucket_hashes.get(route) or route
+            record = http._buckets.get(f"{key}:{channel_id}")
+            if record is None or record.expires is None or record.remaining > 0:
+                continue
+            wait = max(wait, float(record.expires) - now)
+        return wait
     except Exception:  # a changed discord.py: the window in target.py still paces writes
         return 0.0

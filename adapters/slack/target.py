@@ -67,12 +67,13 @@ class SlackReplyTarget:
         self._sent: dict[int, str] = {}  # per message: what Slack shows (native: neutralised)
         self._raw: dict[int, str] = {}  # per message: the latest text asked for
         self._offered: dict[int, str] = {}  # per message: the reply's newest text (offer())
+        self._ahead: set[int] = set()  # messages a post showed newer text than it was given
         self._safe: dict[int, str] = {}  # edit mode, per message: the neutralised text shown
         self._on_start = on_start
         self._placeholder = False
         self._starting: asyncio.Future[None] | None = None
         self._stopped: set[int] = set()  # native messages whose stream was closed
-        self._skipped = False  # no placeholder: the first text is posted as the message
+        self._placeholder_pending = False  # a placeholder is being posted
         self._promised = False  # a first-text edit announced to the scheduler (spare())
 
     def adopt(self, message_ids: Sequence[str]) -> None:
@@ -110,13 +111,13 @@ class SlackReplyTarget:
             # A crowd on the workspace's chat.update budget: a placeholder would cost an
             # edit there for its first text, which the other replies' finals need. The
             # first text is posted as the message instead, from the channel's budget.
-            self._skipped = True
             return
         self.scheduler.promised[self.budget.key] += 1
-        self._promised = True
+        self._promised = self._placeholder_pending = True
         try:
             await self._new_message(PLACEHOLDER, early=True)
         finally:
+            self._placeholder_pending = False
             if not self._placeholder:  # not posted, or posted with the first text
                 self._keep_promise()
 
@@ -134,14 +135,21 @@ class SlackReplyTarget:
             if promised[self.budget.key] <= 0:
                 del promised[self.budget.key]
 
-    def edits(self, part: int) -> bool:
-        """False when showing message `part` only posts it (chat.postMessage, the
-        channel's budget): no placeholder to edit, and the message before it shows its
-        final text already."""
-        if self.native or part < len(self._ts):
+    def edits(self, part: int, text: str) -> bool:
+        """False when showing `text` as message `part` needs no chat.update: the message
+        shows it already (a post carried it, or newer text), or it only posts the message
+        (chat.postMessage, the channel's budget): no placeholder to edit, and the message
+        before it shows its final text already."""
+        if self.native:
             return True
-        if part == 0:
-            return not self._skipped
+        if part < len(self._ts):
+            shown = self._safe.get(part)
+            now = settled(text, final=False)
+            if shown is not None and shown in (settled(text, final=True), now):
+                return False
+            return not (part in self._ahead and (shown or "").startswith(now))
+        if part == 0:  # no message yet: an edit only if a placeholder is on its way
+            return self._placeholder_pending
         before = settled(self._raw.get(part - 1, ""), final=True)
         return before != self._safe.get(part - 1)
 
@@ -187,6 +195,7 @@ class SlackReplyTarget:
             self._ts.append(str(resp["ts"]))
             if early and shown != text:
                 self._safe[0], self._sent[0] = shown, self._offered.get(0, "")
+                self._ahead.add(0)
             elif early:
                 self._placeholder = True
 
@@ -198,6 +207,7 @@ class SlackReplyTarget:
         (nothing new to show, or only a chat.postMessage, paid from the channel's budget)."""
         self._raw[part] = text
         await self._started()
+        self._keep_promise()  # the promised edit is being made (or given up on)
         if not self.native:
             return await self._edit(text, part=part, final=False)
         if part >= len(self._ts):
@@ -254,12 +264,20 @@ class SlackReplyTarget:
                 updated = await self._edit(prev, part=part - 1, final=True)
             if not safe:
                 return updated  # nothing but an unfinished mention yet: post with the next text
-            safe = await self._new_message(safe, part=part)
+            shown = await self._new_message(safe, part=part)
+            if shown != safe:
+                self._ahead.add(part)
+            safe = shown
         elif not safe or safe == self._safe.get(part):
+            return False
+        elif part in self._ahead and self._safe.get(part, "").startswith(safe):
+            # The post carried newer model text than this call was given: showing it
+            # would take text back off the screen.
             return False
         else:
             await self._update(part, safe)
             updated = True
+            self._ahead.discard(part)
         self._safe[part] = safe
         self._sent[part] = text
         self._placeholder = False
@@ -339,12 +357,16 @@ class SlackReplyTarget:
             await self._update(0, note)
             self._placeholder = False
             return
-        await call(
-            self.client.chat_postMessage,
-            channel=self.channel,
-            thread_ts=self.thread_ts,
-            text=note,
-        )
+
+        async def post() -> None:
+            await call(
+                self.client.chat_postMessage,
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                text=note,
+            )
+
+        await self.scheduler.call(self._post, post)
 
     def offer(self, part: int, text: str) -> None:
         """The newest text of message `part`, for a post still waiting for its budget."""

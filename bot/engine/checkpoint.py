@@ -49,9 +49,9 @@ class TargetWrapper:
         """The newest text of message `part`."""
         self.target.offer(part, text)
 
-    def edits(self, part: int) -> bool:
+    def edits(self, part: int, text: str) -> bool:
         """Whether showing message `part` is paid from the reply's budget."""
-        return self.target.edits(part)
+        return self.target.edits(part, text)
 
     def showing(self, part: int) -> bool:
         """Whether message `part` shows text already."""

@@ -6,8 +6,11 @@ does. Replies stream without pause, so there is always more to show than any lim
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
+
+import pytest
 
 from bot.adaptive import QUIET
 from bot.ports import Budget
@@ -198,3 +201,72 @@ async def test_one_probe_for_the_whole_family_of_channel_budgets(clock, schedule
     # The 4th and 5th posts of a channel came when its bucket allowed them (1 s, 2 s).
     late = [p.accepted[3] for p in platforms.values()]
     assert max(late) <= 2.0 + 0.1
+
+
+async def test_probes_only_from_an_empty_bucket_and_never_stay_counted(clock, scheduler) -> None:
+    # A call made while tokens are left proves nothing about room beyond the estimate.
+    budget = Budget("ws:post", rate=1.0, burst=2, adaptive=True)
+    outcomes = iter(["ok", "ok", "ok", "429", "error"])
+    seen: list[tuple[float, bool]] = []
+
+    async def post() -> None:
+        est = scheduler.estimate(budget)
+        assert est is not None
+        seen.append((clock.now(), est.probing > 0))
+        outcome = next(outcomes)
+        if outcome == "429":
+            raise rate_limited(1.0)
+        if outcome == "error":
+            raise RuntimeError("boom")
+
+    await scheduler.call(budget, post)
+    await scheduler.call(budget, post)
+    assert seen == [(0.0, False), (0.0, False)]  # within the burst: no probes
+    await scheduler.call(budget, post)  # the bucket is empty: a probe, accepted
+    est = scheduler.estimate(budget)
+    assert est is not None and est.probing == 0 and est.burst == 3
+    assert seen[-1] == (0.0, True)
+    task = asyncio.ensure_future(scheduler.call(budget, post))  # refused probe, then ...
+    await clock.advance(0.5)
+    assert est.probing == 0 and est.burst == 3  # a refused probe keeps the estimate
+    with pytest.raises(RuntimeError):  # ... its retry after Retry-After fails otherwise
+        await clock.advance(2.0)
+        await task
+    assert est.probing == 0
+    # A probe cancelled mid-call is not left counted either.
+    est.quiet_until = clock.now()
+
+    async def hang() -> None:
+        await clock.sleep(100)
+
+    bucket = scheduler._buckets["ws:post"]
+    bucket.tokens, bucket.updated = 0.0, clock.now()
+    hung = asyncio.ensure_future(scheduler.call(budget, hang))
+    await clock.settle()
+    assert est.probing == 1
+    hung.cancel()
+    await clock.settle()
+    assert est.probing == 0
+
+
+async def test_refused_probes_in_a_row_wait_longer_each_time(clock, scheduler) -> None:
+    budget = Budget("ws:update", rate=1.0, burst=1, adaptive=True)
+    bucket = scheduler._bucket(budget)
+    est = scheduler.estimate(budget)
+    assert est is not None
+    pauses = []
+
+    def empty_at(t: float) -> None:
+        clock.t = t
+        bucket.tokens, bucket.updated, bucket.blocked_until = 0.0, t, 0.0
+
+    for _ in range(4):
+        empty_at(max(clock.t, est.quiet_until))
+        assert bucket.can_probe()
+        ticket = bucket.take_probe()
+        bucket.refused(ticket, 1.0)
+        pauses.append(est.quiet_until - clock.now())
+    assert pauses == [20.0, 40.0, 80.0, 160.0]
+    empty_at(est.quiet_until)
+    bucket.succeeded(bucket.take_probe())
+    assert est.quiet == 20.0  # an accepted probe: back to the short pause

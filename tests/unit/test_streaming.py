@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -526,3 +527,46 @@ async def test_a_gauge_adds_the_wait_the_platform_client_knows_of(clock, schedul
     assert target.calls == []
     await clock.advance(1.5)
     assert [(c.text, c.at) for c in target.calls] == [("ab", 2.0)]
+
+
+@dataclass
+class PostingTarget(RecordingTarget):
+    """A target whose new messages are posted from another budget (as Slack's are), and
+    which finds nothing to send when the text is already shown."""
+
+    posted: set[int] = field(default_factory=set)
+
+    def edits(self, part: int, text: str) -> bool:
+        shown = self.visible()
+        return part in self.posted and not (shown and shown[-1] == text)
+
+    async def show(self, text: str, *, part: int) -> bool | None:
+        new = part not in self.posted
+        self.posted.add(part)
+        await self._call("show", text, part)
+        return not new
+
+    async def finish(self, text: str, *, part: int) -> bool | None:
+        if self.visible() and self.visible()[-1] == text:
+            return False  # already on screen
+        await self._call("finish", text, part)
+        return True
+
+
+async def test_a_post_paid_elsewhere_goes_while_the_budget_is_empty(clock, scheduler) -> None:
+    budget = Budget("b", rate=0.1, burst=1)
+    busy = RecordingTarget(clock, budget=budget)
+    other = scheduler.open(busy)
+    other.append("x")  # takes the only token for 10 s
+    await clock.settle()
+    target = PostingTarget(clock, budget=budget)
+    reply = scheduler.open(target)
+    reply.append("first")
+    await clock.advance(0.1)
+    assert [(c.text, c.at) for c in target.calls] == [("first", 0.0)]
+    # ... and a final that finds its text on screen gives the token back: none was spent.
+    reply.close()
+    await clock.advance(0.1)
+    assert await reply.wait(0)
+    lane = scheduler._lanes["b"]
+    assert lane.bucket.available() == pytest.approx(0.02, abs=0.01)  # only the refill
