@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from storage.sqlite import SqliteStore
 from tests.fakes.discord import ADMIN_ROLE, FakeDiscord
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.slack import FakeSlack
+from tests.postgres import HOW_TO_GET, PostgresServer, find_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 ADA, BOB = "100000000000000001", "100000000000000002"  # Discord users; Ada is an admin
@@ -75,3 +77,19 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     await fake.start()
     yield fake
     await fake.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for this test session (one per xdist worker)."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail(HOW_TO_GET)  # in CI these tests never skip
+        pytest.skip(HOW_TO_GET)
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
