@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.errors import AccessDenied, BotError
-from bot.ports import Store
+from bot.ports import SettingsStore
 from bot.settings import TOOLS
 from bot.types import Persona, ThreadKey
 
@@ -24,7 +24,7 @@ LABELS = {
 class ToolPolicy:
     """The operator's allowed tools plus each channel's switched-off ones."""
 
-    def __init__(self, store: Store, *, allowed: frozenset[str] = frozenset(TOOLS)) -> None:
+    def __init__(self, store: SettingsStore, *, allowed: frozenset[str] = frozenset(TOOLS)) -> None:
         self.store = store
         self.allowed = allowed
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from bot.ports import Budget, OutFile, ReplyTarget, Store
+from bot.ports import Budget, ConversationStore, OutFile, ReplyTarget
 from bot.types import TextPart, TurnUpdate
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class TrackedTarget(TargetWrapper):
     def __init__(
         self,
         target: ReplyTarget,
-        store: Store,
+        store: ConversationStore,
         *,
         conversation_id: int,
         turn_id: int,
@@ -139,7 +139,12 @@ class Checkpointer:
     """Saves a pending reply's text every TEXT_EVERY_S while it streams."""
 
     def __init__(
-        self, store: Store, *, conversation_id: int, turn_id: int, text: Callable[[], str]
+        self,
+        store: ConversationStore,
+        *,
+        conversation_id: int,
+        turn_id: int,
+        text: Callable[[], str],
     ) -> None:
         self.store = store
         self.conversation_id = conversation_id

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.attachments import estimate_tokens, human_size, sniff
 from bot.errors import AttachmentError
-from bot.ports import ChatModel, FileData, InlineData, ModelContent, ModelPart, Store
+from bot.ports import BlobStore, ChatModel, FileData, InlineData, ModelContent, ModelPart
 from bot.types import (
     CodeOutputPart,
     CodePart,
@@ -72,7 +72,7 @@ class ContentBuilder:
     def __init__(
         self,
         *,
-        store: Store,
+        store: BlobStore,
         model: ChatModel,
         inline_max_bytes: int,
         max_attachment_bytes: int,

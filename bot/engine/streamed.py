@@ -19,7 +19,7 @@ from bot.model_events import (
     TextDelta,
     ToolActivity,
 )
-from bot.ports import Store
+from bot.ports import BlobStore
 from bot.streaming import ReplyStream
 from bot.types import FilePart, Usage
 
@@ -48,7 +48,7 @@ class Streamed:
         """True once the model gave anything to show (text, code, files)."""
         return bool(self.draft.text or self.draft.files or self.draft.parts())
 
-    async def apply(self, event: ModelEvent, reply: ReplyStream, store: Store) -> None:
+    async def apply(self, event: ModelEvent, reply: ReplyStream, store: BlobStore) -> None:
         """Record one event and show what it adds."""
         draft = self.draft
         if isinstance(event, TextDelta):
@@ -71,7 +71,7 @@ class Streamed:
             self.finish, self.usage = event.finish_reason, event.usage
 
 
-async def _keep(store: Store, made: GeneratedFile) -> FilePart | None:
+async def _keep(store: BlobStore, made: GeneratedFile) -> FilePart | None:
     """Store a generated file's bytes (so a later turn can send it back); None if refused."""
     try:
         sha = await store.put_blob(made.data, mime_type=made.mime_type)
