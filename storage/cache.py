@@ -6,6 +6,7 @@ from collections import OrderedDict
 from typing import Generic, TypeVar
 
 from bot.types import History, Turn
+from storage.history import fit
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -74,16 +75,10 @@ class Tail:
         """The history for `budget`, or None when older turns must be read first."""
         if self.first is None:
             return History((), 0, 0)
-        used = self.first.token_estimate
-        kept = 0
-        for t in reversed(self.recent):
-            if used + t.token_estimate > budget:
-                break
-            used += t.token_estimate
-            kept += 1
-        else:
-            if not self.complete:
-                return None
+        fitted, used, cut = fit(self.first, reversed(self.recent), budget)
+        if not cut and not self.complete:
+            return None
+        kept = len(fitted)
         if kept < len(self.recent) - 1:
             # Keep one turn past the budget's edge, drop the rest from memory.
             del self.recent[: len(self.recent) - kept - 1]

@@ -19,6 +19,7 @@ from bot.types import (
     Usage,
 )
 from storage.blobs import check_size
+from storage.history import fit
 
 
 class MemoryStore:
@@ -134,14 +135,8 @@ class MemoryStore:
         if not turns:
             return History((), 0, 0)
         first = turns[0]
-        used = first.token_estimate
-        recent: list[Turn] = []
-        for t in reversed(turns[1:]):
-            if used + t.token_estimate > token_budget:
-                break
-            used += t.token_estimate
-            recent.append(t)
-        kept = (first, *reversed(recent))
+        recent, used, _ = fit(first, reversed(turns[1:]), token_budget)
+        kept = (first, *recent)
         return History(kept, len(turns) - len(kept), used)
 
     async def count_turns(self, conversation_id: int) -> int:

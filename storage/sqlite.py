@@ -30,6 +30,7 @@ from storage.blobs import BlobDir
 from storage.cache import LRU, Tail
 from storage.channels import ChannelSettings
 from storage.codec import dump_parts
+from storage.history import fit
 from storage.migrations import migrate
 from storage.rows import INSERT_TURN, TURN_COLS, turn_from_row, turn_params
 
@@ -357,8 +358,7 @@ class SqliteStore(ChannelSettings):
         if first_row is None:
             return Tail(None, [], complete=True)
         first = turn_from_row(first_row)
-        used = first.token_estimate
-        recent: list[Turn] = []
+        newest_first: list[Turn] = []
         offset = 0
         while True:
             rows = await self._rows(
@@ -366,17 +366,14 @@ class SqliteStore(ChannelSettings):
                 f"ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (conversation_id, _PAGE, offset),
             )
-            for row in rows:
-                t = turn_from_row(row)
-                recent.append(t)
-                used += t.token_estimate
-                if used > token_budget:
-                    # One turn past the budget, so the tail knows where the budget ends.
-                    recent.reverse()
-                    return Tail(first, recent, complete=False)
+            newest_first.extend(turn_from_row(row) for row in rows)
+            kept, _, cut = fit(first, newest_first, token_budget)
+            if cut:
+                # One turn past the budget, so the tail knows where the budget ends.
+                past = newest_first[: len(kept) + 1]
+                return Tail(first, past[::-1], complete=False)
             if len(rows) < _PAGE:
-                recent.reverse()
-                return Tail(first, recent, complete=True)
+                return Tail(first, newest_first[::-1], complete=True)
             offset += _PAGE
 
     async def count_turns(self, conversation_id: int) -> int:
