@@ -154,13 +154,33 @@ async def m002_checkpointed_replies(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def tools_sql() -> list[str]:
+    """Migration 003's statements, the same SQL on both engines."""
+    return [
+        *(
+            f"ALTER TABLE {table} ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0"
+            for table in ("turns", "usage")
+            for col in ("tool_tokens", "cached_tokens")
+        ),
+        # Comma-separated tool names a channel admin switched off ('' = none).
+        "ALTER TABLE channel_settings ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''",
+    ]
+
+
 async def m003_tools(db: aiosqlite.Connection) -> None:
     """Tool and cached prompt tokens per turn and per user-day; tools a channel turned off."""
-    for table in ("turns", "usage"):
-        for col in ("tool_tokens", "cached_tokens"):
-            await db.execute(f"ALTER TABLE {table} ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
-    # Comma-separated tool names a channel admin switched off ('' = none).
-    await db.execute("ALTER TABLE channel_settings ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''")
+    for sql in tools_sql():
+        await db.execute(sql)
+
+
+def refuse_unknown(done: set[str], known: list[str]) -> None:
+    """A database with migrations this version does not know was written by a newer one."""
+    stray = done - set(known)
+    if stray:
+        raise RuntimeError(
+            f"database has migrations this version does not know: {', '.join(sorted(stray))} "
+            "(was it written by a newer gemini-bot?)"
+        )
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [
@@ -177,13 +197,7 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
     )
     async with db.execute("SELECT name FROM _migrations") as cur:
         done = {row[0] for row in await cur.fetchall()}
-    known = [name for name, _ in MIGRATIONS]
-    stray = done - set(known)
-    if stray:
-        raise RuntimeError(
-            f"database has migrations this version does not know: {', '.join(sorted(stray))} "
-            "(was it written by a newer gemini-bot?)"
-        )
+    refuse_unknown(done, [name for name, _ in MIGRATIONS])
     applied: list[str] = []
     # Table rebuilds need foreign keys off (a DROP would cascade); they are checked before
     # each commit instead, and turned back on whatever happens.

@@ -1,0 +1,158 @@
+"""PostgreSQL migrations: the same ordered, append-only, named scheme as SQLite's
+(storage/migrations.py), with the same names, so both engines' schemas move together.
+Never edit one that has shipped: add another, under the same name for both engines.
+
+What differs from SQLite, and why:
+- ids are identity columns (never reused, as SQLite's AUTOINCREMENT);
+- `conversations.last_seq` numbers a conversation's turns: a writer takes the next number
+  with `UPDATE ... SET last_seq = last_seq + 1 RETURNING`, which locks the conversation's
+  row, so replicas appending at once never compute the same seq (SQLite's MAX(seq)+1 is
+  safe only because one process writes);
+- attachment bytes live in `blobs.data` (bytea): a replica never needs another one's disk;
+- times are timestamptz.
+
+Replicas may start together: `migrate()` holds a transaction-level advisory lock, so one
+applies what is pending and the others find it done; a database with a migration this
+version does not know (written by a newer one) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from storage.migrations import refuse_unknown, tools_sql
+
+PgMigration = Callable[[asyncpg.Connection], Awaitable[None]]
+
+# pg_advisory_xact_lock key of migrations ("gbmigrat" as 8 bytes).
+MIGRATION_LOCK = 0x67626D6967726174
+
+
+async def m001_initial(db: asyncpg.Connection) -> None:
+    """Conversations, turns, blobs, remote files, channel settings, events, usage."""
+    await db.execute(
+        """
+        CREATE TABLE conversations (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL,
+            persona TEXT,
+            created_at TIMESTAMPTZ NOT NULL,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (platform, workspace_id, channel_id, thread_id)
+        );
+        CREATE TABLE turns (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation_id BIGINT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'model')),
+            author_id TEXT,
+            author_name TEXT,
+            author_is_bot INTEGER NOT NULL DEFAULT 0,
+            parts TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('complete', 'partial', 'failed')),
+            finish_reason TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            token_estimate INTEGER NOT NULL DEFAULT 0,
+            message_ids TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (conversation_id, seq)
+        );
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            mime_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            data BYTEA NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE remote_files (
+            sha256 TEXT PRIMARY KEY REFERENCES blobs(sha256) ON DELETE CASCADE,
+            uri TEXT NOT NULL,
+            name TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE channel_settings (
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            default_persona TEXT,
+            PRIMARY KEY (platform, workspace_id, channel_id)
+        );
+        CREATE TABLE processed_events (
+            platform TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            seen_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (platform, event_id)
+        );
+        CREATE INDEX processed_events_seen ON processed_events (seen_at);
+        CREATE TABLE usage (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            turns INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (platform, user_id, day)
+        );
+        """
+    )
+
+
+async def m002_checkpointed_replies(db: asyncpg.Connection) -> None:
+    """Pending model turns (checkpointed replies) and their re-answer count, meta."""
+    await db.execute(
+        """
+        ALTER TABLE turns DROP CONSTRAINT turns_status_check;
+        ALTER TABLE turns ADD CONSTRAINT turns_status_check
+            CHECK (status IN ('complete', 'partial', 'failed', 'pending'));
+        ALTER TABLE turns ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX turns_pending ON turns (status) WHERE status = 'pending';
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
+
+
+async def m003_tools(db: asyncpg.Connection) -> None:
+    """Tool and cached prompt tokens per turn and per user-day; tools a channel turned off."""
+    for sql in tools_sql():
+        await db.execute(sql)
+
+
+PG_MIGRATIONS: list[tuple[str, PgMigration]] = [
+    ("001_initial", m001_initial),
+    ("002_checkpointed_replies", m002_checkpointed_replies),
+    ("003_tools", m003_tools),
+]
+
+
+async def migrate(db: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations in order, in one transaction under the migration lock;
+    return their names (empty when another replica applied them first)."""
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations "
+            "(name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        done = {r["name"] for r in await db.fetch("SELECT name FROM _migrations")}
+        refuse_unknown(done, [name for name, _ in PG_MIGRATIONS])
+        applied: list[str] = []
+        for name, fn in PG_MIGRATIONS:
+            if name in done:
+                continue
+            await fn(db)
+            await db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES ($1, $2)",
+                name,
+                datetime.now(UTC),
+            )
+            applied.append(name)
+        return applied
