@@ -23,7 +23,7 @@ from bot.commands import Commands
 from bot.engine import ConversationEngine
 from bot.errors import BotError
 from bot.markup import PLAIN
-from bot.ports import Budget, OutFile
+from bot.ports import Budget, OutFile, TargetDefaults
 from bot.types import Attachment, Author, IncomingMessage, ThreadKey
 
 CONSOLE_BUDGET = Budget("console", rate=float("inf"), burst=1_000_000)
@@ -40,7 +40,7 @@ HELP = [
 ]
 
 
-class ConsoleTarget:
+class ConsoleTarget(TargetDefaults):
     """Streams a reply to a text stream, printing only what is new."""
 
     max_chars = 10_000_000
@@ -91,20 +91,6 @@ class ConsoleTarget:
     async def status(self, line: str) -> bool:
         """Shown in the reply itself."""
         return False
-
-    def offer(self, part: int, text: str) -> None:
-        """Calls show the text they were given."""
-
-    def edits(self, part: int, text: str) -> bool:
-        """Every call is paid from the reply's budget."""
-        return True
-
-    def showing(self, part: int) -> bool:
-        """A message shows text only once shown by the scheduler."""
-        return False
-
-    def text_ready(self) -> None:
-        """Nothing to stop."""
 
     async def attach(self, files: Sequence[OutFile]) -> None:
         """Save each file and print where it is (a terminal cannot show an image)."""

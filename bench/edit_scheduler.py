@@ -16,13 +16,13 @@ from typing import Any
 
 from bench.report import summary_ms, write
 from bot.markup import MARKDOWN
-from bot.ports import Budget, OutFile
+from bot.ports import Budget, OutFile, TargetDefaults
 from bot.streaming import EditScheduler
 
 CHUNKS, CHUNK_CHARS, GAP = 30, 20, 0.05
 
 
-class TimedTarget:
+class TimedTarget(TargetDefaults):
     """Records when each text length first became visible."""
 
     def __init__(self, budget: Budget, max_chars: int = 4000) -> None:
@@ -51,20 +51,6 @@ class TimedTarget:
 
     async def status(self, line: str) -> bool:
         return False
-
-    def offer(self, part: int, text: str) -> None:
-        """Calls show the text they were given."""
-
-    def edits(self, part: int, text: str) -> bool:
-        """Every call is paid from the reply's budget."""
-        return True
-
-    def showing(self, part: int) -> bool:
-        """A message shows text only once shown by the scheduler."""
-        return False
-
-    def text_ready(self) -> None:
-        return None
 
 
 async def first_show_latency(samples: int = 500) -> tuple[list[float], int]:

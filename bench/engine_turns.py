@@ -18,7 +18,7 @@ from bench.report import write
 from bot.engine import ConversationEngine
 from bot.markup import MARKDOWN
 from bot.personas import load_personas
-from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TextDelta
+from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TargetDefaults, TextDelta
 from bot.types import (
     Author,
     IncomingMessage,
@@ -51,7 +51,7 @@ class InstantModel:
         return None
 
 
-class NullTarget:
+class NullTarget(TargetDefaults):
     """A reply target that shows nothing and costs nothing."""
 
     max_chars = 4000
@@ -76,20 +76,6 @@ class NullTarget:
 
     async def status(self, line: str) -> bool:
         return False
-
-    def offer(self, part: int, text: str) -> None:
-        """Calls show the text they were given."""
-
-    def edits(self, part: int, text: str) -> bool:
-        """Every call is paid from the reply's budget."""
-        return True
-
-    def showing(self, part: int) -> bool:
-        """A message shows text only once shown by the scheduler."""
-        return False
-
-    def text_ready(self) -> None:
-        return None
 
 
 async def _prefill(store: SqliteStore, key: ThreadKey, turns: int) -> None:

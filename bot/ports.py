@@ -129,6 +129,26 @@ class OutFile:
     data: bytes
 
 
+class TargetDefaults:
+    """What a reply target without special needs answers to the scheduler's questions:
+    every call is paid from its budget, shows the text it was given, and nothing needs
+    stopping when text is ready. Targets inherit it and override what differs."""
+
+    def offer(self, part: int, text: str) -> None:
+        """Calls show the text they were given."""
+
+    def edits(self, part: int, text: str) -> bool:
+        """Every call is paid from the reply's budget."""
+        return True
+
+    def showing(self, part: int) -> bool:
+        """A message shows text only once shown by the scheduler."""
+        return False
+
+    def text_ready(self) -> None:
+        """Nothing to stop."""
+
+
 class ReplyTarget(Protocol):
     """What an adapter gives the engine for one reply.
 
@@ -240,6 +260,7 @@ __all__ = [
     "ReplyTarget",
     "SettingsStore",
     "Store",
+    "TargetDefaults",
     "TextDelta",
     "ToolActivity",
     "UsageStore",

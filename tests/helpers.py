@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.errors import PlatformRateLimited
 from bot.markup import MARKDOWN, Markup
-from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TextDelta
+from bot.ports import Budget, Finished, ModelContent, ModelEvent, OutFile, TargetDefaults, TextDelta
 from bot.types import Persona, RemoteFile, Usage
 
 
@@ -68,7 +68,7 @@ class Call:
 
 
 @dataclass
-class RecordingTarget:
+class RecordingTarget(TargetDefaults):
     """A ReplyTarget that records every call; `fail_with` maps call index -> exception."""
 
     clock: Any
@@ -109,20 +109,6 @@ class RecordingTarget:
 
     async def status(self, line: str) -> bool:
         return False
-
-    def offer(self, part: int, text: str) -> None:
-        """Calls show the text they were given."""
-
-    def edits(self, part: int, text: str) -> bool:
-        """Every call is paid from the reply's budget."""
-        return True
-
-    def showing(self, part: int) -> bool:
-        """A message shows text only once shown by the scheduler."""
-        return False
-
-    def text_ready(self) -> None:
-        return None
 
     def visible(self) -> list[str]:
         """The last text shown for each part, in part order."""

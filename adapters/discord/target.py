@@ -13,7 +13,7 @@ import discord
 
 from bot.errors import BotError
 from bot.markup import Markup
-from bot.ports import Budget, OutFile
+from bot.ports import Budget, OutFile, TargetDefaults
 from bot.streaming import EditScheduler
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def channel_budget(
     )
 
 
-class DiscordReplyTarget:
+class DiscordReplyTarget(TargetDefaults):
     """One reply in a Discord channel, thread or DM."""
 
     max_chars = MAX_CHARS
@@ -159,17 +159,6 @@ class DiscordReplyTarget:
         msg = await self.channel.send(f"⚠️ {user_message}", allowed_mentions=NO_PINGS)
         if self._on_message is not None:
             await self._on_message(msg)
-
-    def offer(self, part: int, text: str) -> None:
-        """Calls show the text they were given."""
-
-    def edits(self, part: int, text: str) -> bool:
-        """Every call is paid from the reply's budget."""
-        return True
-
-    def showing(self, part: int) -> bool:
-        """A message shows text only once shown by the scheduler."""
-        return False
 
     def text_ready(self) -> None:
         """Text is queued: no more typing requests (they would spend the global budget the
