@@ -17,6 +17,7 @@ from bot.compose import (
     build_store,
     check_models,
 )
+from bot.errors import SchemaTooNew
 from bot.logs import setup_logging
 from bot.personas import PersonaFileError
 from bot.service import Service
@@ -74,15 +75,13 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
 
 async def migrate(settings: Settings) -> int:
     """`gemini-bot migrate`: open the store, applying pending migrations."""
-    from storage.sqlite import SqliteStore
-
     store = build_store(settings)
     await store.open()
     try:
-        names = await store.applied_migrations() if isinstance(store, SqliteStore) else []
+        names = await store.applied_migrations()
     finally:
         await store.close()
-    print(f"database {settings.database_path}: up to date ({', '.join(names) or 'in memory'})")
+    print(f"database {settings.database_label}: up to date ({', '.join(names) or 'in memory'})")
     return 0
 
 
@@ -132,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if s is not None
     ]
+    if settings.database_password:
+        secrets.append(settings.database_password)
     setup_logging(settings.LOG_LEVEL, secrets)
     try:
         if args.command == "run":
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in lines:
             print(f"gemini-bot: {line}", file=sys.stderr)
         return 2
-    except PersonaFileError as exc:
+    except (PersonaFileError, SchemaTooNew) as exc:
         print(f"gemini-bot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

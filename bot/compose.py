@@ -47,7 +47,12 @@ class StartupError(Exception):
 
 
 def build_store(settings: Settings) -> Store:
-    """SqliteStore on DATABASE_URL (default under DATA_DIR), or MemoryStore for `memory:`."""
+    """PostgresStore for a postgresql:// DATABASE_URL, MemoryStore for `memory:`, else
+    SqliteStore (by default under DATA_DIR)."""
+    if settings.postgres_url:
+        from storage.postgres import PostgresStore
+
+        return PostgresStore(settings.postgres_url, max_blob_bytes=settings.ATTACHMENT_MAX_BYTES)
     path = settings.database_path
     if path is None:
         from storage.memory import MemoryStore

@@ -120,3 +120,8 @@ class AccessDenied(BotError):
     """The user or channel is not allowed to use the bot, or the command needs an admin."""
 
     user_message = "You are not allowed to do that here."
+
+
+class SchemaTooNew(RuntimeError):
+    """The database has migrations this release does not know: a newer one wrote it, and
+    running on a schema this code may misread could lose data, so start-up stops."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # The Gemini tools the bot knows how to use and show.
 TOOLS = ("google_search", "url_context", "code_execution")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def tool_list(raw: str) -> list[str]:
@@ -90,8 +92,14 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _db_url(cls, v: str | None) -> str | None:
+        pg = urlsplit(v) if v and v.startswith(POSTGRES_SCHEMES) else None
+        if pg is not None and pg.hostname and pg.path.strip("/"):
+            return v
         if v and not (v.startswith("sqlite:///") or v == "memory:"):
-            raise ValueError("must look like sqlite:///path/to/file.db (or memory: for tests)")
+            raise ValueError(
+                "must look like sqlite:///path/to/file.db, "
+                "postgresql://user:password@host:5432/dbname (or memory: for tests)"
+            )
         return v
 
     @field_validator("GEMINI_BASE_URL", "SLACK_API_URL", "DISCORD_API_URL", "DISCORD_GATEWAY_URL")
@@ -115,9 +123,33 @@ class Settings(BaseSettings):
         return frozenset(tool_list(self.GEMINI_TOOLS_ALLOWED))
 
     @property
+    def postgres_url(self) -> str | None:
+        """DATABASE_URL when it names a PostgreSQL database."""
+        url = self.DATABASE_URL
+        return url if url and url.startswith(POSTGRES_SCHEMES) else None
+
+    @property
+    def database_label(self) -> str:
+        """Where the store lives, for logs: a path, or the URL without its password."""
+        url = self.postgres_url
+        if url is None:
+            return str(self.database_path or "memory")
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+    @property
+    def database_password(self) -> str | None:
+        """The password inside a PostgreSQL DATABASE_URL (kept out of every log line)."""
+        url = self.postgres_url
+        return urlsplit(url).password if url else None
+
+    @property
     def database_path(self) -> Path | None:
-        """The SQLite file, or None for the in-memory store."""
-        if self.DATABASE_URL == "memory:":
+        """The SQLite file, or None for the in-memory store (and for PostgreSQL)."""
+        if self.DATABASE_URL == "memory:" or self.postgres_url:
             return None
         if self.DATABASE_URL:
             return Path(self.DATABASE_URL.removeprefix("sqlite:///"))

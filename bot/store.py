@@ -36,6 +36,10 @@ class Lifecycle(Protocol):
         """True when the store answers."""
         ...
 
+    async def applied_migrations(self) -> list[str]:
+        """Names of the schema migrations applied, in order (empty without a schema)."""
+        ...
+
 
 class ConversationStore(Protocol):
     """Conversations and their turns: the history every reply is built from."""

@@ -19,7 +19,7 @@ from bot.types import (
     Usage,
 )
 from storage.blobs import check_size
-from storage.history import fit
+from storage.history import history
 
 
 class MemoryStore:
@@ -51,6 +51,10 @@ class MemoryStore:
     async def ping(self) -> bool:
         """True while open."""
         return self.is_open
+
+    async def applied_migrations(self) -> list[str]:
+        """None: memory has no schema."""
+        return []
 
     async def get_conversation(self, key: ThreadKey) -> Conversation | None:
         """The conversation for `key`, if any."""
@@ -132,12 +136,8 @@ class MemoryStore:
     async def load_history(self, conversation_id: int, *, token_budget: int) -> History:
         """First turn + newest turns that fit the budget."""
         turns = self._turns.get(conversation_id, [])
-        if not turns:
-            return History((), 0, 0)
-        first = turns[0]
-        recent, used, _ = fit(first, reversed(turns[1:]), token_budget)
-        kept = (first, *recent)
-        return History(kept, len(turns) - len(kept), used)
+        first = turns[0] if turns else None
+        return history(first, turns[:0:-1], token_budget)
 
     async def count_turns(self, conversation_id: int) -> int:
         """Number of turns."""

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import aiosqlite
 
+from bot.errors import SchemaTooNew
+
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
@@ -174,10 +176,11 @@ async def m003_tools(db: aiosqlite.Connection) -> None:
 
 
 def refuse_unknown(done: set[str], known: list[str]) -> None:
-    """A database with migrations this version does not know was written by a newer one."""
+    """A database with migrations this version does not know was written by a newer one:
+    refuse it (SchemaTooNew) rather than run on a schema this code may misread."""
     stray = done - set(known)
     if stray:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"database has migrations this version does not know: {', '.join(sorted(stray))} "
             "(was it written by a newer gemini-bot?)"
         )

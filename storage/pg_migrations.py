@@ -22,16 +22,19 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from storage.migrations import refuse_unknown, tools_sql
 
-PgMigration = Callable[[asyncpg.Connection], Awaitable[None]]
+# A connection of its own or one lent by a pool.
+Db = asyncpg.Connection | PoolConnectionProxy
+PgMigration = Callable[[Db], Awaitable[None]]
 
 # pg_advisory_xact_lock key of migrations ("gbmigrat" as 8 bytes).
 MIGRATION_LOCK = 0x67626D6967726174
 
 
-async def m001_initial(db: asyncpg.Connection) -> None:
+async def m001_initial(db: Db) -> None:
     """Conversations, turns, blobs, remote files, channel settings, events, usage."""
     await db.execute(
         """
@@ -106,7 +109,7 @@ async def m001_initial(db: asyncpg.Connection) -> None:
     )
 
 
-async def m002_checkpointed_replies(db: asyncpg.Connection) -> None:
+async def m002_checkpointed_replies(db: Db) -> None:
     """Pending model turns (checkpointed replies) and their re-answer count, meta."""
     await db.execute(
         """
@@ -120,7 +123,7 @@ async def m002_checkpointed_replies(db: asyncpg.Connection) -> None:
     )
 
 
-async def m003_tools(db: asyncpg.Connection) -> None:
+async def m003_tools(db: Db) -> None:
     """Tool and cached prompt tokens per turn and per user-day; tools a channel turned off."""
     for sql in tools_sql():
         await db.execute(sql)
@@ -133,7 +136,7 @@ PG_MIGRATIONS: list[tuple[str, PgMigration]] = [
 ]
 
 
-async def migrate(db: asyncpg.Connection) -> list[str]:
+async def migrate(db: Db) -> list[str]:
     """Apply pending migrations in order, in one transaction under the migration lock;
     return their names (empty when another replica applied them first)."""
     async with db.transaction():

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.types import Author, NewTurn, Turn, Usage
+from bot.types import Author, NewTurn, Turn, TurnUpdate, Usage
 from storage.codec import dump_parts, load_parts
 
 TURN_COLS = (
@@ -51,26 +51,30 @@ def turn_from_row(row: Any) -> Turn:
         token_estimate=int(est),
         message_ids=tuple(json.loads(str(mids))),
         error=err,
-        created_at=datetime.fromisoformat(str(at)),
+        created_at=at if isinstance(at, datetime) else datetime.fromisoformat(str(at)),
         attempts=int(attempts),
     )
 
 
+# The columns a new turn writes, after conversation_id, seq and created_at (which each
+# engine fills its own way), in the order of turn_values().
+NEW_TURN_COLS = (
+    "role, author_id, author_name, author_is_bot, parts, status, finish_reason, "
+    "prompt_tokens, output_tokens, token_estimate, message_ids, error, tool_tokens, "
+    "cached_tokens"
+)
+
 INSERT_TURN = (
-    "INSERT INTO turns (conversation_id, seq, role, author_id, author_name, "
-    "author_is_bot, parts, status, finish_reason, prompt_tokens, output_tokens, "
-    "token_estimate, message_ids, error, created_at, tool_tokens, cached_tokens) VALUES (?, "
+    f"INSERT INTO turns (conversation_id, seq, created_at, {NEW_TURN_COLS}) VALUES (?, "
     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id=?), "
     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, seq"
 )
 
 
-def turn_params(conversation_id: int, turn: NewTurn, created: datetime) -> tuple[Any, ...]:
-    """The parameters of INSERT_TURN for `turn`."""
+def turn_values(turn: NewTurn) -> tuple[Any, ...]:
+    """The values of NEW_TURN_COLS for `turn`."""
     a = turn.author
     return (
-        conversation_id,
-        conversation_id,
         turn.role,
         a.id if a else None,
         a.name if a else None,
@@ -83,7 +87,33 @@ def turn_params(conversation_id: int, turn: NewTurn, created: datetime) -> tuple
         turn.token_estimate,
         json.dumps(list(turn.message_ids)),
         turn.error,
-        created.isoformat(),
         turn.usage.tool_tokens,
         turn.usage.cached_tokens,
     )
+
+
+def turn_params(conversation_id: int, turn: NewTurn, created: datetime) -> tuple[Any, ...]:
+    """The parameters of (SQLite's) INSERT_TURN for `turn`."""
+    return (conversation_id, conversation_id, created.isoformat(), *turn_values(turn))
+
+
+def changed_columns(change: TurnUpdate) -> list[tuple[str, Any]]:
+    """The (column, value) pairs a TurnUpdate sets, in a fixed order."""
+    u = change.usage
+    pairs: list[tuple[str, Any]] = [
+        ("parts", None if change.parts is None else dump_parts(change.parts)),
+        ("status", change.status),
+        ("finish_reason", change.finish_reason),
+        ("prompt_tokens", u.prompt_tokens if u else None),
+        ("output_tokens", u.output_tokens if u else None),
+        ("tool_tokens", u.tool_tokens if u else None),
+        ("cached_tokens", u.cached_tokens if u else None),
+        ("token_estimate", change.token_estimate),
+        (
+            "message_ids",
+            None if change.message_ids is None else json.dumps(list(change.message_ids)),
+        ),
+        ("error", change.error),
+        ("attempts", change.attempts),
+    ]
+    return [(col, value) for col, value in pairs if value is not None]

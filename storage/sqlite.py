@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -29,15 +28,12 @@ from bot.types import (
 from storage.blobs import BlobDir
 from storage.cache import LRU, Tail
 from storage.channels import ChannelSettings
-from storage.codec import dump_parts
-from storage.history import fit
+from storage.history import PAGE, read_recent
 from storage.migrations import migrate
-from storage.rows import INSERT_TURN, TURN_COLS, turn_from_row, turn_params
+from storage.rows import INSERT_TURN, TURN_COLS, changed_columns, turn_from_row, turn_params
 
 log = logging.getLogger(__name__)
 
-# History is read newest first in pages, so a 5,000-turn thread costs what a short one does.
-_PAGE = 64
 CACHED_CONVERSATIONS = 1024
 CACHED_TAILS = 512
 
@@ -252,27 +248,9 @@ class SqliteStore(ChannelSettings):
         self, conversation_id: int, turn_id: int, change: TurnUpdate
     ) -> Turn | None:
         """Apply `change` to a stored turn; None when it is gone (its thread was forgotten)."""
-        sets: list[str] = []
-        params: list[Any] = []
-        for col, value in (
-            ("parts", None if change.parts is None else dump_parts(change.parts)),
-            ("status", change.status),
-            ("finish_reason", change.finish_reason),
-            ("prompt_tokens", change.usage.prompt_tokens if change.usage else None),
-            ("output_tokens", change.usage.output_tokens if change.usage else None),
-            ("tool_tokens", change.usage.tool_tokens if change.usage else None),
-            ("cached_tokens", change.usage.cached_tokens if change.usage else None),
-            ("token_estimate", change.token_estimate),
-            (
-                "message_ids",
-                None if change.message_ids is None else json.dumps(list(change.message_ids)),
-            ),
-            ("error", change.error),
-            ("attempts", change.attempts),
-        ):
-            if value is not None:
-                sets.append(f"{col}=?")
-                params.append(value)
+        pairs = changed_columns(change)
+        sets = [f"{col}=?" for col, _ in pairs]
+        params = [value for _, value in pairs]
         if not sets:
             return None
         rows = await self._write(
@@ -354,27 +332,20 @@ class SqliteStore(ChannelSettings):
             f"SELECT {TURN_COLS} FROM turns WHERE conversation_id=? ORDER BY seq LIMIT 1",
             (conversation_id,),
         )
-        first_row = rows[0] if rows else None
-        if first_row is None:
+        if not rows:
             return Tail(None, [], complete=True)
-        first = turn_from_row(first_row)
-        newest_first: list[Turn] = []
-        offset = 0
-        while True:
-            rows = await self._rows(
+        first = turn_from_row(rows[0])
+
+        async def page(offset: int) -> list[Turn]:
+            found = await self._rows(
                 f"SELECT {TURN_COLS} FROM turns WHERE conversation_id=? AND seq > 1 "
-                f"ORDER BY seq DESC LIMIT ? OFFSET ?",
-                (conversation_id, _PAGE, offset),
+                "ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (conversation_id, PAGE, offset),
             )
-            newest_first.extend(turn_from_row(row) for row in rows)
-            kept, _, cut = fit(first, newest_first, token_budget)
-            if cut:
-                # One turn past the budget, so the tail knows where the budget ends.
-                past = newest_first[: len(kept) + 1]
-                return Tail(first, past[::-1], complete=False)
-            if len(rows) < _PAGE:
-                return Tail(first, newest_first[::-1], complete=True)
-            offset += _PAGE
+            return [turn_from_row(row) for row in found]
+
+        newest_first, cut = await read_recent(first, page, token_budget)
+        return Tail(first, newest_first[::-1], complete=not cut)
 
     async def count_turns(self, conversation_id: int) -> int:
         """Number of turns stored for a conversation."""

@@ -7,12 +7,20 @@ from pathlib import Path
 import pytest
 
 from bot.gemini import GeminiChatModel
+from bot.ports import Store
 from storage.memory import MemoryStore
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 from tests.fakes.discord import ADMIN_ROLE, FakeDiscord
 from tests.fakes.gemini import API_KEY, FakeGemini
 from tests.fakes.slack import FakeSlack
-from tests.postgres import HOW_TO_GET, PostgresServer, find_bindir
+from tests.postgres import (
+    HOW_TO_GET,
+    PostgresServer,
+    create_database,
+    drop_database,
+    find_bindir,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADA, BOB = "100000000000000001", "100000000000000002"  # Discord users; Ada is an admin
@@ -43,15 +51,16 @@ async def gemini(fake_gemini: FakeGemini) -> AsyncIterator[GeminiChatModel]:
         await model.aclose()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SqliteStore | MemoryStore]:
-    s: SqliteStore | MemoryStore
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each store implementation in turn, fresh and open (the contract suite's subject)."""
+    s: Store
     if request.param == "sqlite":
         s = SqliteStore(
             tmp_path / "db.sqlite", blob_dir=tmp_path / "blobs", max_blob_bytes=1024 * 1024
         )
+    elif request.param == "postgres":
+        s = PostgresStore(request.getfixturevalue("database"), max_blob_bytes=1024 * 1024)
     else:
         s = MemoryStore(max_blob_bytes=1024 * 1024)
     await s.open()
@@ -77,6 +86,17 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     await fake.start()
     yield fake
     await fake.close()
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server (sync, so that an async
+    fixture may ask for it by name)."""
+    url = create_database(postgres_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, url)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ missing server is an error, never a skip.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import glob
 import os
 import pwd
@@ -18,7 +19,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -27,6 +31,7 @@ HOW_TO_GET = (
     "PG_BINDIR to the directory holding initdb and postgres"
 )
 START_LIMIT_S = 30.0
+T = TypeVar("T")
 
 
 def find_bindir() -> Path | None:
@@ -44,6 +49,39 @@ def find_bindir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def run_apart(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to its end on an event loop of its own thread: these fixtures may be asked
+    for from inside a running loop (an async fixture choosing its store), where
+    asyncio.run() is refused."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def admin(server_url: str, sql: str) -> None:
+    """Run one administrative statement (CREATE/DROP DATABASE) on the server."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    run_apart(run())
+
+
+def create_database(server_url: str) -> str:
+    """A new, empty database on the server at `server_url`; returns its URL."""
+    name = f"t_{uuid.uuid4().hex}"
+    admin(server_url, f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(server_url: str, url: str) -> None:
+    """Drop the database at `url` (made by create_database), closing its connections."""
+    admin(server_url, f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -121,7 +159,7 @@ class PostgresServer:
             "max_connections=200",
             owner=owner,
         )
-        asyncio.run(self._until_ready())
+        run_apart(self._until_ready())
 
     async def _until_ready(self) -> None:
         loop = asyncio.get_running_loop()

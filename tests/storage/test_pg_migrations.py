@@ -4,8 +4,6 @@ once even when replicas start together, and a newer database refused."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -20,20 +18,6 @@ from storage.pg_migrations import migrate as migrate_pg
 # Columns only PostgreSQL has, and why: the per-conversation turn counter (replicas), and
 # attachment bytes in the database (no replica needs another's disk).
 PG_ONLY = {("conversations", "last_seq"), ("blobs", "data")}
-
-
-@pytest.fixture
-async def database(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh database on the session's server."""
-    name = f"t_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def pg_columns(url: str) -> set[tuple[str, str]]:

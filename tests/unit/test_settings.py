@@ -113,3 +113,23 @@ def test_malformed_personas_file_is_one_clear_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "persona 'x': system_instruction" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_postgres_url_is_accepted_and_its_password_kept_out_of_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:pa55@db.internal:5432/gemini")
+    s = load_settings()
+    assert s.postgres_url == "postgresql://bot:pa55@db.internal:5432/gemini"
+    assert s.database_path is None
+    assert s.database_label == "postgresql://bot@db.internal:5432/gemini"
+    assert s.database_password == "pa55"
+
+
+def test_an_unknown_database_scheme_names_the_accepted_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://x@y/z")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "postgresql://user:password@host:5432/dbname" in str(err.value.problems)
