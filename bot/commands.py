@@ -24,6 +24,7 @@ from bot.catchup import (
 )
 from bot.engine.locks import ThreadLocks
 from bot.errors import AccessDenied, BotError
+from bot.gate import ThreadGate
 from bot.personas import PersonaRegistry
 from bot.ports import Store
 from bot.tools import ToolPolicy
@@ -48,7 +49,7 @@ class Commands:
         *,
         store: Store,
         personas: PersonaRegistry,
-        locks: ThreadLocks | None = None,
+        locks: ThreadGate | ThreadLocks | None = None,
         summariser: Summariser | None = None,
         tools: ToolPolicy | None = None,
     ) -> None:

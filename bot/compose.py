@@ -14,7 +14,9 @@ from pydantic import SecretStr
 from bot.access import AccessPolicy
 from bot.catchup import Summariser
 from bot.commands import Commands
-from bot.engine import ConversationEngine
+from bot.engine import ConversationEngine, Recovery
+from bot.engine.recovery import TargetFor
+from bot.gate import LocalGate, ThreadGate
 from bot.gemini import GeminiChatModel
 from bot.http import HttpServer
 from bot.model_check import missing_models
@@ -30,6 +32,9 @@ log = logging.getLogger("gemini-bot")
 # event ids is ample for de-duplication and keeps the table small.
 EVENT_ID_RETENTION = timedelta(days=3)
 MAINTENANCE_INTERVAL_S = 3600.0
+# How often replicas look for replies a stopped replica left: the longest a reply of a
+# killed replica waits before another takes it over.
+FAILOVER_INTERVAL_S = 1.0
 
 NO_PLATFORM = (
     "no chat platform is enabled. Set SLACK_BOT_TOKEN (plus SLACK_APP_TOKEN for Socket Mode, "
@@ -84,9 +89,23 @@ def build_personas(settings: Settings) -> PersonaRegistry:
     return load_personas(settings.PERSONAS_FILE, default=settings.DEFAULT_PERSONA)
 
 
-def build_engine(settings: Settings, *, store: Store, model: GeminiChatModel) -> ConversationEngine:
+def build_gate(store: Store) -> ThreadGate:
+    """The thread gate: across replicas for the PostgreSQL store, in-process otherwise."""
+    from storage.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from storage.pg_gate import PgGate
+
+        return PgGate(store)
+    return LocalGate(store)
+
+
+def build_engine(
+    settings: Settings, *, store: Store, model: GeminiChatModel, gate: ThreadGate | None = None
+) -> ConversationEngine:
     """The engine with settings applied."""
     return ConversationEngine(
+        gate=gate,
         store=store,
         model=model,
         personas=build_personas(settings),
@@ -203,6 +222,19 @@ def build_adapters(
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+async def fail_over(recovery: Recovery, targets: TargetFor) -> None:
+    """With replicas: every FAILOVER_INTERVAL_S, recover the replies of replicas that died
+    (the same recovery as at start-up; each orphan is claimed by exactly one replica)."""
+    while True:
+        await asyncio.sleep(FAILOVER_INTERVAL_S)
+        try:
+            orphans = await recovery.find()
+            if orphans:
+                await recovery.start(orphans, targets)
+        except Exception:
+            log.exception("looking for replies of stopped replicas failed")
 
 
 async def maintain(store: Store) -> None:

@@ -12,8 +12,10 @@ from bot.compose import (
     build_adapters,
     build_commands,
     build_engine,
+    build_gate,
     build_model,
     build_store,
+    fail_over,
     maintain,
     render_metrics,
 )
@@ -35,8 +37,9 @@ class Service:
             raise StartupError(NO_PLATFORM)
         self.settings = settings
         self.store = build_store(settings)
+        self.gate = build_gate(self.store)
         self.model = build_model(settings)
-        self.engine = build_engine(settings, store=self.store, model=self.model)
+        self.engine = build_engine(settings, store=self.store, model=self.model, gate=self.gate)
         self.commands = build_commands(settings, self.engine)
         self._store_open = False
         self.http = HttpServer(
@@ -77,6 +80,8 @@ class Service:
         await self.store.open()
         self._store_open = True
         stack.push_async_callback(self._close_store)
+        await self.gate.open()
+        stack.push_async_callback(self.gate.close)
         # Found before the HTTP server and the adapters take any event.
         self._pending = await self.recovery.find()
         await self.http.start()
@@ -90,6 +95,11 @@ class Service:
         maintenance = asyncio.create_task(maintain(self.store), name="maintenance")
         self._tasks.append(maintenance)
         stack.push_async_callback(_cancel, maintenance)
+        if self.gate.shared:
+            failover = asyncio.create_task(
+                fail_over(self.recovery, targets_from(self.adapters)), name="failover"
+            )
+            stack.push_async_callback(_cancel, failover)
 
     def _start_adapters(self, stack: AsyncExitStack) -> None:
         """Each adapter under a Supervisor: a crash restarts it, never stops the others."""
@@ -126,14 +136,21 @@ class Service:
 
     async def wait(self, stop: asyncio.Event) -> bool:
         """Until `stop` is set. A failing adapter is restarted by its Supervisor; True
-        only if a supervisor or the maintenance task itself died (a bug)."""
+        only if a supervisor or the maintenance task itself died (a bug), or the gate lost
+        its database session (other replicas now answer this one's threads)."""
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        lost = asyncio.create_task(self.gate.lost.wait(), name="the thread gate's session")
+        done, _ = await asyncio.wait(
+            [stopper, lost, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+        )
         stopper.cancel()
+        lost.cancel()
         failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
         for t in failed:
             log.error("%s stopped: %r", t.get_name(), t.exception())
-        return bool(failed)
+        if lost in done:
+            log.error("stopping: %s was lost", lost.get_name())
+        return bool(failed) or lost in done
 
     async def stop(self) -> None:
         """No new work; replies in flight finish within the grace period; then everything

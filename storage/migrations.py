@@ -175,6 +175,17 @@ async def m003_tools(db: aiosqlite.Connection) -> None:
         await db.execute(sql)
 
 
+# Which process answers a pending reply: on PostgreSQL, replicas take over the replies of
+# one that died; SQLite has one process, so the column stays empty there (kept for the same
+# schema on both engines).
+REPLICAS_SQL = "ALTER TABLE turns ADD COLUMN owner TEXT"
+
+
+async def m004_replicas(db: aiosqlite.Connection) -> None:
+    """The process answering each pending reply (owner)."""
+    await db.execute(REPLICAS_SQL)
+
+
 def refuse_unknown(done: set[str], known: list[str]) -> None:
     """A database with migrations this version does not know was written by a newer one:
     refuse it (SchemaTooNew) rather than run on a schema this code may misread."""
@@ -190,6 +201,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
+    ("004_replicas", m004_replicas),
 ]
 
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from storage.migrations import refuse_unknown, tools_sql
+from storage.migrations import REPLICAS_SQL, refuse_unknown, tools_sql
 
 # A connection of its own or one lent by a pool.
 Db = asyncpg.Connection | PoolConnectionProxy
@@ -129,10 +129,16 @@ async def m003_tools(db: Db) -> None:
         await db.execute(sql)
 
 
+async def m004_replicas(db: Db) -> None:
+    """The replica answering each pending reply (owner), found by the others' failover."""
+    await db.execute(REPLICAS_SQL)
+
+
 PG_MIGRATIONS: list[tuple[str, PgMigration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
+    ("004_replicas", m004_replicas),
 ]
 
 

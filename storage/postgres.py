@@ -11,6 +11,9 @@ ATTACHMENT_MAX_BYTES), so a replica never needs another one's disk.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,9 +39,15 @@ _CONV_COLS = "id, persona, created_at"
 _KEY_COLS = "(platform, workspace_id, channel_id, thread_id)"
 _KEY_WHERE = "platform=$1 AND workspace_id=$2 AND channel_id=$3 AND thread_id=$4"
 _INSERT_TURN = (
-    f"INSERT INTO turns (conversation_id, seq, created_at, {NEW_TURN_COLS}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, 18))}) RETURNING id"
+    f"INSERT INTO turns (conversation_id, seq, created_at, owner, {NEW_TURN_COLS}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, 19))}) RETURNING id"
 )
+
+
+def new_replica_id() -> str:
+    """A name for this process, unique among replicas: host, pid and a random suffix (a
+    restarted container may reuse both host name and pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _key(key: ThreadKey) -> tuple[str, str, str, str]:
@@ -52,8 +61,13 @@ def _conversation(key: ThreadKey, row: Any) -> Conversation:
 class PostgresStore(PgSideTables):
     """Conversations and everything around them in one PostgreSQL database."""
 
-    def __init__(self, url: str, *, max_blob_bytes: int, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, max_blob_bytes: int, replica: str = "", pool_size: int = 10
+    ) -> None:
         self.url = url
+        # This process's name among the replicas: written as the owner of the replies it
+        # accepts, so the others know whose replies to take over if it dies.
+        self.replica = replica or new_replica_id()
         self.max_blob_bytes = max_blob_bytes
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -155,10 +169,11 @@ class PostgresStore(PgSideTables):
                 raise KeyError(f"conversation {conversation_id} does not exist")
             return await self._insert(db, conversation_id, int(seq), turn)
 
-    @staticmethod
-    async def _insert(db: Db, conv_id: int, seq: int, turn: NewTurn) -> Turn:
+    async def _insert(self, db: Db, conv_id: int, seq: int, turn: NewTurn) -> Turn:
         created = datetime.now(UTC)
-        turn_id = await db.fetchval(_INSERT_TURN, conv_id, seq, created, *turn_values(turn))
+        turn_id = await db.fetchval(
+            _INSERT_TURN, conv_id, seq, created, self.replica, *turn_values(turn)
+        )
         return turn.stored(id=int(turn_id), seq=seq, created_at=created)
 
     async def accept_turn(
@@ -212,6 +227,10 @@ class PostgresStore(PgSideTables):
 
     async def pending_replies(self) -> list[PendingReply]:
         """Replies left pending, each with the user turn just before it, oldest first."""
+        return await self.pending_replies_of(None)
+
+    async def pending_replies_of(self, turn_ids: list[int] | None) -> list[PendingReply]:
+        """Pending replies (only these model turns, unless None), each with its user turn."""
         user_cols = ", ".join(f"u.{c.strip()} AS u_{c.strip()}" for c in TURN_COLS.split(","))
         model_cols = ", ".join(f"m.{c.strip()}" for c in TURN_COLS.split(","))
         rows = await self.pool.fetch(
@@ -219,7 +238,9 @@ class PostgresStore(PgSideTables):
             f"c.persona, c.created_at AS conv_at, {user_cols}, {model_cols} "
             "FROM turns m JOIN conversations c ON c.id = m.conversation_id "
             "JOIN turns u ON u.conversation_id = m.conversation_id AND u.seq = m.seq - 1 "
-            "WHERE m.status = 'pending' AND u.role = 'user' ORDER BY m.id"
+            "WHERE m.status = 'pending' AND u.role = 'user' "
+            "AND ($1::bigint[] IS NULL OR m.id = ANY($1::bigint[])) ORDER BY m.id",
+            turn_ids,
         )
         width = len(TURN_COLS.split(","))
         found = []

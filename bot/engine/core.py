@@ -11,10 +11,10 @@ from typing import Any
 
 from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
-from bot.engine.locks import ThreadLocks
 from bot.engine.outcome import outcome
 from bot.engine.streamed import Streamed
 from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
+from bot.gate import LocalGate, ThreadGate
 from bot.personas import PersonaRegistry
 from bot.ports import ChatModel, ModelContent, OutFile, ReplyTarget, Store
 from bot.streaming import EditScheduler, ReplyStream
@@ -80,6 +80,7 @@ class ConversationEngine:
         max_attachment_bytes: int = 50 * 1024 * 1024,
         delivery_timeout: float = 120.0,
         tools: ToolPolicy | None = None,
+        gate: ThreadGate | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -87,7 +88,8 @@ class ConversationEngine:
         self.scheduler = scheduler or EditScheduler()
         self.history_token_budget = history_token_budget
         self.delivery_timeout = delivery_timeout
-        self.locks = ThreadLocks()
+        # Who may work on a thread now (across replicas when the store is shared).
+        self.locks: ThreadGate = gate or LocalGate(store)
         self.tools = tools or ToolPolicy(store)
         self.counters: Counter[str] = Counter()
         self.content = ContentBuilder(
@@ -169,7 +171,11 @@ class ConversationEngine:
         # before it: a placeholder can wait for a busy channel's post budget.
         sign = asyncio.create_task(self._sign(target, message.key))
         try:
-            async with self.locks.hold(message.key):
+            async with self.locks.hold(
+                message.key,
+                conversation_id=accepted.conversation.id,
+                seq=accepted.model_turn.seq,
+            ):
                 try:
                     return await self._turn(accepted, message, target)
                 except asyncio.CancelledError:

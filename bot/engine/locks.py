@@ -14,8 +14,11 @@ class ThreadLocks:
         self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: object) -> AsyncIterator[None]:
-        """Hold the thread's lock (FIFO among waiters)."""
+    async def hold(
+        self, key: object, *, conversation_id: int | None = None, seq: int | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the thread's lock (FIFO among waiters: in one process, turns ask for it in
+        the order they were accepted, so `conversation_id` and `seq` are not needed)."""
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:

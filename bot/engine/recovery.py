@@ -98,8 +98,9 @@ class Recovery:
         self.engine.counters[f"recovered_{outcome}"] += 1
 
     async def find(self) -> list[PendingReply]:
-        """Every reply a previous process left pending (call before taking new events)."""
-        pending = await self.engine.store.pending_replies()
+        """Every reply a process that is gone left pending, now this one's to recover
+        (at start-up, before taking new events; with replicas, also periodically)."""
+        pending = await self.engine.locks.orphans()
         if pending:
             log.info(
                 "recovery: %d unfinished repl(ies) found (RECOVERY=%s)", len(pending), self.mode
@@ -122,7 +123,9 @@ class Recovery:
 
     async def _one(self, p: PendingReply, target_for: TargetFor) -> None:
         key = p.conversation.key
-        async with self.engine.locks.hold(key):
+        async with self.engine.locks.hold(
+            key, conversation_id=p.conversation.id, seq=p.model_turn.seq
+        ):
             try:
                 await self._recover(p, target_for)
             except asyncio.CancelledError:

@@ -1,0 +1,220 @@
+"""PgGate: the thread gate of replicas sharing one PostgreSQL database.
+
+- **One turn per thread at a time, across replicas**: a session-level advisory lock per
+  thread, taken with pg_try_advisory_lock on this replica's lock connection (one connection
+  holds every lock of the process, so a turn does not pin a pooled connection while it
+  streams). In-process ThreadLocks come first, since a session's advisory locks are
+  re-entrant: two tasks of one process would both get the same lock.
+- **In message order**: holding the lock is not enough; a reply also waits until no earlier
+  reply of its conversation is pending (accepted by another replica a moment before, or
+  left by one that died). Releasing a lock notifies the waiters (LISTEN/NOTIFY); they also
+  look again every POLL_S, as a lock freed by a dead session notifies nobody.
+- **Failover**: each replica holds an advisory lock named after itself for as long as its
+  lock connection lives, and writes its name as the owner of the replies it accepts. A
+  replica whose lock can be taken is dead (PostgreSQL frees a session's locks when its
+  process dies or its connection drops): its pending replies are claimed, each by exactly
+  one replica (an UPDATE of the owner), and recovered as at start-up. The "lease" is the
+  dead replica's session, so no clock is compared and nothing expires early.
+- **Losing the lock connection** frees this replica's locks and makes it look dead to the
+  others, which will take its replies over: `lost` is set, and the service stops (to be
+  restarted by its supervisor) rather than answer twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from bot.engine.locks import ThreadLocks
+from bot.types import PendingReply, ThreadKey
+from storage.postgres import PostgresStore
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "gemini_bot_threads"
+POLL_S = 0.25
+# Dead connections are noticed by the server within about this long even without a FIN
+# (a replica's host lost): TCP keepalives on the lock connection.
+_KEEPALIVE = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key for `name` (a collision only serialises two
+    threads, never mixes them)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def thread_lock(key: ThreadKey) -> int:
+    """The advisory lock key of a thread."""
+    return lock_key(
+        f"thread\0{key.platform}\0{key.workspace_id}\0{key.channel_id}\0{key.thread_id}"
+    )
+
+
+def replica_lock(replica: str) -> int:
+    """The advisory lock key a live replica holds."""
+    return lock_key(f"replica\0{replica}")
+
+
+class PgGate:
+    """Thread locks, reply order and failover over PostgreSQL advisory locks."""
+
+    shared = True
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.replica = store.replica
+        self.lost = asyncio.Event()
+        self._local = ThreadLocks()
+        self._conn: asyncpg.Connection | None = None
+        self._use = asyncio.Lock()  # one statement at a time on the lock connection
+        self._freed: dict[int, asyncio.Event] = {}
+
+    async def open(self) -> None:
+        """Connect the lock connection, hold this replica's lock, listen for freed threads."""
+        conn = await asyncpg.connect(self.store.url, server_settings=_KEEPALIVE)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", replica_lock(self.replica))
+            await conn.add_listener(CHANNEL, self._notified)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._terminated)
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the lock connection (which frees every lock this replica held)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.remove_termination_listener(self._terminated)
+            await conn.close()
+
+    def _terminated(self, conn: Any) -> None:
+        if self._conn is conn:
+            log.critical("lost the database lock connection: other replicas take over")
+            self.lost.set()
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        freed = self._freed.pop(int(str(payload)), None)
+        if freed is not None:
+            freed.set()
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        if self._conn is None:
+            raise RuntimeError("gate is not open")
+        async with self._use:
+            return await self._conn.fetchval(sql, *args)
+
+    # -- holding a thread ----------------------------------------------------
+
+    def busy(self, key: ThreadKey) -> bool:
+        """True while this replica holds or waits for the thread."""
+        return self._local.busy(key)
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self, key: ThreadKey, *, conversation_id: int | None = None, seq: int | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the thread in every replica; with `seq`, once no earlier reply is pending."""
+        k = thread_lock(key)
+        while True:
+            local = self._local.hold(key)
+            await local.__aenter__()
+            try:
+                ready = await self._try(k, conversation_id, seq)
+            except BaseException:
+                await local.__aexit__(None, None, None)
+                raise
+            if ready:
+                break
+            await local.__aexit__(None, None, None)
+            await self._until_freed(k)
+        try:
+            yield
+        finally:
+            try:
+                await self._release(k)
+            finally:
+                await local.__aexit__(None, None, None)
+
+    async def _try(self, k: int, conversation_id: int | None, seq: int | None) -> bool:
+        """Take the thread's lock without waiting; keep it only if no earlier reply is
+        pending (that one goes first, whoever accepted it)."""
+        if not await self._fetchval("SELECT pg_try_advisory_lock($1)", k):
+            return False
+        if conversation_id is None or seq is None:
+            return True
+        try:
+            earlier = await self.store.pool.fetchval(
+                "SELECT 1 FROM turns WHERE conversation_id=$1 AND role='model' "
+                "AND status='pending' AND seq < $2 LIMIT 1",
+                conversation_id,
+                seq,
+            )
+        except BaseException:
+            await self._release(k)
+            raise
+        if earlier:
+            await self._fetchval("SELECT pg_advisory_unlock($1)", k)
+            return False
+        return True
+
+    async def _release(self, k: int) -> None:
+        """Unlock and tell every replica waiting for this thread."""
+        if self._conn is None or self._conn.is_closed():
+            return  # closed: the server freed it already
+        await self._fetchval("SELECT pg_advisory_unlock($1), pg_notify($2, $1::text)", k, CHANNEL)
+
+    async def _until_freed(self, k: int) -> None:
+        freed = self._freed.setdefault(k, asyncio.Event())
+        # Waking on the notice; POLL_S bounds the wait when none comes (a dead holder).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(freed.wait(), POLL_S)
+
+    # -- failover --------------------------------------------------------------
+
+    async def _alive(self, replica: str | None) -> bool:
+        """True while `replica` holds its lock (its lock connection lives)."""
+        if replica is None:
+            return False  # written before replicas had names: its process is long gone
+        if replica == self.replica:
+            return True
+        k = replica_lock(replica)
+        if not await self._fetchval("SELECT pg_try_advisory_lock($1)", k):
+            return True
+        await self._fetchval("SELECT pg_advisory_unlock($1)", k)
+        return False
+
+    async def orphans(self) -> list[PendingReply]:
+        """Claim the pending replies of replicas that died (and of none); return them."""
+        owners = await self.store.pool.fetch(
+            "SELECT DISTINCT owner FROM turns WHERE status='pending' AND role='model'"
+        )
+        claimed: list[int] = []
+        for row in owners:
+            owner = row["owner"]
+            if await self._alive(owner):
+                continue
+            # One UPDATE per dead owner: whichever replica runs it first gets the replies.
+            rows = await self.store.pool.fetch(
+                "UPDATE turns SET owner=$1 WHERE status='pending' AND role='model' "
+                "AND owner IS NOT DISTINCT FROM $2 RETURNING id",
+                self.replica,
+                owner,
+            )
+            if rows:
+                log.warning("taking over %d unfinished repl(ies) of %s", len(rows), owner)
+            claimed.extend(int(r["id"]) for r in rows)
+        if not claimed:
+            return []
+        return await self.store.pending_replies_of(claimed)

@@ -1,0 +1,140 @@
+"""PgGate on a real PostgreSQL server, with two or three "replicas" (a store and a gate
+each) in this process: one turn per thread across replicas, replies in message order
+whoever accepted them, and the replies of a replica that died claimed by exactly one other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import pytest
+
+from bot.types import Author, NewTurn, TextPart, ThreadKey, TurnUpdate
+from storage.pg_gate import POLL_S, PgGate
+from storage.postgres import PostgresStore
+from tests.helpers import until
+
+KEY = ThreadKey("slack", "T1", "C1", "1700000000.000100")
+ADA = Author("U1", "Ada")
+Replica = tuple[PostgresStore, PgGate]
+
+
+@pytest.fixture
+async def replicas(database: str) -> AsyncIterator[Callable[[], Awaitable[Replica]]]:
+    """A factory of replicas on one database, all closed at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def make() -> Replica:
+            store = PostgresStore(database, max_blob_bytes=1024)
+            await store.open()
+            stack.push_async_callback(store.close)
+            gate = PgGate(store)
+            await gate.open()
+            stack.push_async_callback(gate.close)
+            return store, gate
+
+        yield make
+
+
+async def accept(store: PostgresStore, text: str, event: str) -> tuple[int, int]:
+    got = await store.accept_turn(
+        KEY,
+        user=NewTurn("user", (TextPart(text),), author=ADA),
+        reply=NewTurn("model", (), status="pending"),
+        event=("slack", event),
+    )
+    assert got is not None
+    conv, _, model = got
+    return conv.id, model.seq
+
+
+async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
+    replicas,
+) -> None:
+    (_, a), (_, b) = await replicas(), await replicas()
+    order: list[str] = []
+    released = asyncio.Event()
+
+    async def first() -> None:
+        async with a.hold(KEY):
+            order.append("a in")
+            await released.wait()
+            order.append("a out")
+
+    task = asyncio.create_task(first())
+    await until(lambda: order == ["a in"])
+    waiting = asyncio.create_task(b.hold(KEY).__aenter__())
+    await asyncio.sleep(POLL_S * 2)  # b must still be waiting: a holds the thread
+    assert not waiting.done()
+    loop = asyncio.get_running_loop()
+    released.set()
+    freed_at = loop.time()
+    await task
+    await waiting
+    assert loop.time() - freed_at < POLL_S  # woken by the notice, not by its poll
+    assert order == ["a in", "a out"]
+    assert b.busy(KEY) and not a.busy(KEY)
+    other = ThreadKey("slack", "T1", "C1", "other")
+    async with a.hold(other):  # another thread is not held up
+        pass
+
+
+async def test_two_tasks_of_one_replica_take_turns(replicas) -> None:
+    (_, a) = await replicas()
+    inside = 0
+    most = 0
+
+    async def turn() -> None:
+        nonlocal inside, most
+        async with a.hold(KEY):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(turn() for _ in range(5)))
+    assert most == 1
+
+
+async def test_a_reply_waits_for_an_earlier_one_accepted_by_another_replica(replicas) -> None:
+    (sa, a), (sb, b) = await replicas(), await replicas()
+    conv, first_seq = await accept(sa, "one", "Ev1")
+    _, second_seq = await accept(sb, "two", "Ev2")
+    ran: list[str] = []
+
+    async def second() -> None:
+        async with b.hold(KEY, conversation_id=conv, seq=second_seq):
+            ran.append("two")
+
+    later = asyncio.create_task(second())
+    await asyncio.sleep(POLL_S * 2)  # the thread is free, but "one" is still pending
+    assert ran == [] and not later.done()
+    async with a.hold(KEY, conversation_id=conv, seq=first_seq):
+        ran.append("one")
+        first_turn = (await sa.pending_replies())[0].model_turn
+        await sa.update_turn(conv, first_turn.id, TurnUpdate(status="complete"))
+    await later
+    assert ran == ["one", "two"]
+
+
+async def test_the_replies_of_a_dead_replica_are_claimed_by_exactly_one_other(
+    replicas, database: str
+) -> None:
+    (sa, a), (_, b), (_, c) = await replicas(), await replicas(), await replicas()
+    conv, seq = await accept(sa, "hello", "Ev1")
+    assert await b.orphans() == [] and await c.orphans() == []  # a is alive
+    await a.close()  # its session ends, as when its process is killed
+    found_b, found_c = await asyncio.gather(b.orphans(), c.orphans())
+    claimed = found_b + found_c
+    assert len(claimed) == 1
+    reply = claimed[0]
+    assert (reply.conversation.id, reply.model_turn.seq, reply.user_turn.text) == (
+        conv,
+        seq,
+        "hello",
+    )
+    assert await b.orphans() == [] and await c.orphans() == []  # claimed once, for good
+    winner = b if found_b else c
+    async with winner.hold(KEY, conversation_id=conv, seq=seq):
+        pass  # the orphan is the earliest pending reply: its thread lets it in
