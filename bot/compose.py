@@ -21,7 +21,7 @@ from bot.gemini import GeminiChatModel
 from bot.http import HttpServer
 from bot.model_check import missing_models
 from bot.personas import PersonaRegistry, load_personas
-from bot.ports import Adapter, Store
+from bot.ports import Adapter, SharedLimits, Store
 from bot.settings import Settings
 from bot.streaming import EditScheduler
 from bot.tools import ToolPolicy
@@ -89,6 +89,17 @@ def build_personas(settings: Settings) -> PersonaRegistry:
     return load_personas(settings.PERSONAS_FILE, default=settings.DEFAULT_PERSONA)
 
 
+def build_shared_limits(store: Store) -> SharedLimits | None:
+    """Platform budgets shared by replicas (PostgreSQL), or None for one process."""
+    from storage.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from storage.pg_limits import PgLimits
+
+        return PgLimits(store)
+    return None
+
+
 def build_gate(store: Store) -> ThreadGate:
     """The thread gate: across replicas for the PostgreSQL store, in-process otherwise."""
     from storage.postgres import PostgresStore
@@ -109,7 +120,7 @@ def build_engine(
         store=store,
         model=model,
         personas=build_personas(settings),
-        scheduler=EditScheduler(),
+        scheduler=EditScheduler(shared=build_shared_limits(store)),
         history_token_budget=settings.HISTORY_TOKEN_BUDGET,
         inline_max_bytes=settings.INLINE_MAX_BYTES,
         max_attachment_bytes=settings.ATTACHMENT_MAX_BYTES,
@@ -237,13 +248,15 @@ async def fail_over(recovery: Recovery, targets: TargetFor) -> None:
             log.exception("looking for replies of stopped replicas failed")
 
 
-async def maintain(store: Store) -> None:
-    """Hourly housekeeping: prune old processed event ids."""
+async def maintain(store: Store, limits: SharedLimits | None = None) -> None:
+    """Hourly housekeeping: prune old processed event ids (and shared budgets long idle)."""
     while True:
         try:
             pruned = await store.prune_events(older_than=datetime.now(UTC) - EVENT_ID_RETENTION)
             if pruned:
                 log.info("pruned %d old event ids", pruned)
+            if limits is not None:
+                await limits.prune(idle_for=timedelta(seconds=MAINTENANCE_INTERVAL_S))
         except Exception:
             log.exception("maintenance failed")
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal, Protocol
 
 from bot.markup import Markup
@@ -118,6 +119,19 @@ class Budget:
     # Seconds the platform's own client says the next call must wait, from the platform's
     # rate-limit headers (discord.py's bucket records); 0 when it knows of no wait.
     gauge: Callable[[], float] | None = field(default=None, compare=False)
+
+
+class SharedLimits(Protocol):
+    """Platform budgets counted across every replica (one process needs none)."""
+
+    async def take(self, budgets: Sequence[Budget]) -> float:
+        """Claim one call of each budget, all or none: 0 when the call may go now, else
+        the seconds until it might (nothing claimed)."""
+        ...
+
+    async def prune(self, *, idle_for: timedelta) -> int:
+        """Forget budgets unused for `idle_for`; returns how many."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,10 @@ class Service:
         # bot is restarting) while the platform sessions they need are still open.
         stack.push_async_callback(self._drain)
         await self.recover()
-        maintenance = asyncio.create_task(maintain(self.store), name="maintenance")
+        shared = self.engine.scheduler.shared
+        maintenance = asyncio.create_task(
+            maintain(self.store, shared.limits if shared else None), name="maintenance"
+        )
         self._tasks.append(maintenance)
         stack.push_async_callback(_cancel, maintenance)
         if self.gate.shared:

@@ -26,8 +26,9 @@ from bot.adaptive import AdaptiveBucket, Estimate
 from bot.clock import Clock, SystemClock
 from bot.errors import PlatformRateLimited
 from bot.limiters import Limiter, SlidingWindow, Ticket, TokenBucket
-from bot.ports import Budget, ReplyTarget
+from bot.ports import Budget, ReplyTarget, SharedLimits
 from bot.reply_stream import MAX_CALL_ATTEMPTS, ReplyStream, _Op
+from bot.shared_limits import SharedSlots
 
 __all__ = ["MAX_CALL_ATTEMPTS", "EditScheduler", "ReplyStream"]
 
@@ -221,6 +222,8 @@ class _Lane:
     async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket | None) -> None:
         try:
             try:
+                if ticket is not None and self.scheduler.shared is not None:
+                    await self.scheduler.shared.slot(self.bucket)
                 sent = await reply.run_op(op, self.scheduler.clock)
             finally:
                 if ticket is not None:
@@ -272,8 +275,10 @@ class EditScheduler:
     SWEEP_EVERY = 60.0
     FORGET_AFTER = 600.0  # seconds an unused adaptive estimate is remembered
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, shared: SharedLimits | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        # With replicas: every call also claims its slot from the budgets they share.
+        self.shared = SharedSlots(shared, self.clock) if shared is not None else None
         self._lanes: dict[str, _Lane] = {}
         self._buckets: dict[str, Limiter] = {}
         self._estimates: dict[str, Estimate] = {}
@@ -390,6 +395,8 @@ class EditScheduler:
                     continue
                 ticket = bucket.take_probe() if probe else bucket.take()
                 try:
+                    if self.shared is not None:
+                        await self.shared.slot(bucket)
                     await fn()
                 except PlatformRateLimited as exc:
                     bucket.refused(ticket, exc.retry_after)

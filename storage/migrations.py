@@ -186,6 +186,12 @@ async def m004_replicas(db: aiosqlite.Connection) -> None:
     await db.execute(REPLICAS_SQL)
 
 
+async def m005_shared_limits(db: aiosqlite.Connection) -> None:
+    """Nothing on SQLite: PostgreSQL's 005 shares platform budgets between replicas, and
+    SQLite's one process keeps its limiters in memory. Kept so both engines' migrations
+    keep the same names in the same order."""
+
+
 def refuse_unknown(done: set[str], known: list[str]) -> None:
     """A database with migrations this version does not know was written by a newer one:
     refuse it (SchemaTooNew) rather than run on a schema this code may misread."""
@@ -202,6 +208,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
     ("004_replicas", m004_replicas),
+    ("005_shared_limits", m005_shared_limits),
 ]
 
 

@@ -30,6 +30,62 @@ from storage.migrations import REPLICAS_SQL, refuse_unknown, tools_sql
 Db = asyncpg.Connection | PoolConnectionProxy
 PgMigration = Callable[[Db], Awaitable[None]]
 
+# Each budget's state: `tat` (a token bucket as GCRA: the theoretical arrival time of the
+# next call, epoch seconds) or `calls` (a sliding window: the times of its recent calls).
+# rate_take() claims one call of every budget given, all or none, under the rows' locks,
+# on the database's clock (replicas' clocks never meet); it returns 0 when the call may go,
+# else the seconds until it might.
+RATE_LIMITS_SQL = """
+CREATE TABLE rate_limits (
+    key TEXT PRIMARY KEY,
+    tat DOUBLE PRECISION NOT NULL DEFAULT 0,
+    calls DOUBLE PRECISION[] NOT NULL DEFAULT '{}',
+    used_at DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE FUNCTION rate_take(
+    keys TEXT[], rates DOUBLE PRECISION[], bursts INTEGER[], windows DOUBLE PRECISION[]
+) RETURNS DOUBLE PRECISION LANGUAGE plpgsql AS $$
+DECLARE
+    now_s DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
+    wait DOUBLE PRECISION := 0;
+    r rate_limits%ROWTYPE;
+    recent DOUBLE PRECISION[];
+    n INTEGER;
+BEGIN
+    INSERT INTO rate_limits (key) SELECT unnest(keys) ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM rate_limits WHERE key = ANY(keys) ORDER BY key FOR UPDATE;
+    FOR i IN 1 .. array_length(keys, 1) LOOP
+        SELECT * INTO r FROM rate_limits WHERE key = keys[i];
+        IF windows[i] > 0 THEN
+            recent := ARRAY(SELECT c FROM unnest(r.calls) AS c
+                            WHERE c > now_s - windows[i] ORDER BY c);
+            n := coalesce(array_length(recent, 1), 0);
+            IF n >= bursts[i] THEN
+                wait := greatest(wait, recent[n - bursts[i] + 1] + windows[i] - now_s);
+            END IF;
+        ELSIF greatest(r.tat, now_s) - now_s > (bursts[i] - 1) / rates[i] THEN
+            wait := greatest(wait, greatest(r.tat, now_s) - now_s - (bursts[i] - 1) / rates[i]);
+        END IF;
+    END LOOP;
+    IF wait > 0 THEN
+        RETURN wait;
+    END IF;
+    FOR i IN 1 .. array_length(keys, 1) LOOP
+        IF windows[i] > 0 THEN
+            UPDATE rate_limits SET used_at = now_s, calls = array_append(
+                ARRAY(SELECT c FROM unnest(calls) AS c WHERE c > now_s - windows[i] ORDER BY c),
+                now_s)
+            WHERE key = keys[i];
+        ELSE
+            UPDATE rate_limits SET used_at = now_s,
+                tat = greatest(tat, now_s) + 1 / rates[i]
+            WHERE key = keys[i];
+        END IF;
+    END LOOP;
+    RETURN 0;
+END $$;
+"""
+
 # pg_advisory_xact_lock key of migrations ("gbmigrat" as 8 bytes).
 MIGRATION_LOCK = 0x67626D6967726174
 
@@ -134,11 +190,18 @@ async def m004_replicas(db: Db) -> None:
     await db.execute(REPLICAS_SQL)
 
 
+async def m005_shared_limits(db: Db) -> None:
+    """Platform budgets shared by replicas: one row per budget and rate_take() (see
+    storage/pg_limits.py). SQLite has one process, whose limiters live in its memory."""
+    await db.execute(RATE_LIMITS_SQL)
+
+
 PG_MIGRATIONS: list[tuple[str, PgMigration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
     ("004_replicas", m004_replicas),
+    ("005_shared_limits", m005_shared_limits),
 ]
 
 

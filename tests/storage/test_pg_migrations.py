@@ -16,8 +16,13 @@ from storage.pg_migrations import PG_MIGRATIONS
 from storage.pg_migrations import migrate as migrate_pg
 
 # Columns only PostgreSQL has, and why: the per-conversation turn counter (replicas), and
-# attachment bytes in the database (no replica needs another's disk).
-PG_ONLY = {("conversations", "last_seq"), ("blobs", "data")}
+# attachment bytes in the database (no replica needs another's disk), platform budgets
+# shared by replicas.
+PG_ONLY = {
+    ("conversations", "last_seq"),
+    ("blobs", "data"),
+    *(("rate_limits", col) for col in ("key", "tat", "calls", "used_at")),
+}
 
 
 async def pg_columns(url: str) -> set[tuple[str, str]]:
