@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,21 @@ def database(postgres_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(postgres_url, url)
+
+
+@pytest.fixture
+async def pg_stores(database: str) -> AsyncIterator[Callable[[], Awaitable[PostgresStore]]]:
+    """A factory of open PostgresStores on one fresh database (one per "replica"), all
+    closed at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def make() -> PostgresStore:
+            store = PostgresStore(database, max_blob_bytes=1024)
+            await store.open()
+            stack.push_async_callback(store.close)
+            return store
+
+        yield make
 
 
 @pytest.fixture(scope="session")

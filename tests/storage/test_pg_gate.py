@@ -21,14 +21,14 @@ Replica = tuple[PostgresStore, PgGate]
 
 
 @pytest.fixture
-async def replicas(database: str) -> AsyncIterator[Callable[[], Awaitable[Replica]]]:
-    """A factory of replicas on one database, all closed at the end."""
+async def replicas(
+    pg_stores: Callable[[], Awaitable[PostgresStore]],
+) -> AsyncIterator[Callable[[], Awaitable[Replica]]]:
+    """A factory of replicas (a store and a gate each) on one database."""
     async with AsyncExitStack() as stack:
 
         async def make() -> Replica:
-            store = PostgresStore(database, max_blob_bytes=1024)
-            await store.open()
-            stack.push_async_callback(store.close)
+            store = await pg_stores()
             gate = PgGate(store)
             await gate.open()
             stack.push_async_callback(gate.close)

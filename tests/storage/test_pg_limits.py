@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -25,17 +24,13 @@ WINDOW = Budget("discord:C1", rate=5.0, burst=5, window=1.0)
 
 
 @pytest.fixture
-async def limits(database: str) -> AsyncIterator[Callable[[], Awaitable[PgLimits]]]:
+def limits(pg_stores: Callable[[], Awaitable[PostgresStore]]) -> Callable[[], Awaitable[PgLimits]]:
     """A factory of replicas' shared limits (a store of its own each) on one database."""
-    async with AsyncExitStack() as stack:
 
-        async def make() -> PgLimits:
-            store = PostgresStore(database, max_blob_bytes=1024)
-            await store.open()
-            stack.push_async_callback(store.close)
-            return PgLimits(store)
+    async def make() -> PgLimits:
+        return PgLimits(await pg_stores())
 
-        yield make
+    return make
 
 
 async def test_a_token_bucket_grants_its_burst_then_its_rate(limits) -> None:
