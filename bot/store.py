@@ -11,6 +11,7 @@ from bot.types import (
     Conversation,
     DailyUsage,
     History,
+    Installation,
     NewTurn,
     PendingReply,
     RemoteFile,
@@ -174,5 +175,43 @@ class SettingsStore(Protocol):
         ...
 
 
-class Store(Lifecycle, ConversationStore, BlobStore, EventLog, UsageStore, SettingsStore, Protocol):
+class InstallationStore(Protocol):
+    """Apps installed by OAuth, per workspace (tokens kept as the caller gives them: the
+    caller encrypts), and the one-time states of installs in progress."""
+
+    async def save_installation(self, installation: Installation) -> None:
+        """Store (or replace) a workspace's installation."""
+        ...
+
+    async def get_installation(self, platform: str, workspace_id: str) -> Installation | None:
+        """A workspace's installation, if the app is installed there."""
+        ...
+
+    async def delete_installation(self, platform: str, workspace_id: str) -> bool:
+        """Forget a workspace's installation (its token with it); True if there was one."""
+        ...
+
+    async def forget_workspace(self, platform: str, workspace_id: str) -> int:
+        """Delete every conversation (and turn) of a workspace; returns how many."""
+        ...
+
+    async def issue_state(self, state: str, *, expires_at: datetime) -> None:
+        """Record an OAuth state handed to a browser."""
+        ...
+
+    async def consume_state(self, state: str) -> bool:
+        """True, once, for a recorded state not yet expired (it is deleted either way)."""
+        ...
+
+
+class Store(
+    Lifecycle,
+    ConversationStore,
+    BlobStore,
+    EventLog,
+    UsageStore,
+    SettingsStore,
+    InstallationStore,
+    Protocol,
+):
     """Durable state: every part, as one database provides them."""

@@ -319,3 +319,19 @@ class DailyUsage:
     output_tokens: int
     tool_tokens: int = 0
     cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """The app installed in one workspace (Slack's OAuth install): its bot's identity and
+    token. `token` is what the store keeps: ciphertext (bot/crypto.py) in every store."""
+
+    platform: str
+    workspace_id: str
+    bot_user_id: str
+    bot_id: str
+    token: str
+    scopes: str = ""
+    enterprise_id: str | None = None
+    installer_id: str | None = None
+    installed_at: datetime | None = None

@@ -40,6 +40,10 @@ class LRU(Generic[K, V]):
         """Forget a key."""
         self._d.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget everything."""
+        self._d.clear()
+
 
 class Tail:
     """A conversation's first turn and its newest turns, decoded once and kept current."""

@@ -20,12 +20,14 @@ from bot.types import (
 )
 from storage.blobs import check_size
 from storage.history import history
+from storage.memory_installs import MemoryInstallations
 
 
-class MemoryStore:
+class MemoryStore(MemoryInstallations):
     """Keeps everything in process memory; passes the same contract tests as SqliteStore."""
 
     def __init__(self, *, max_blob_bytes: int = 50 * 1024 * 1024) -> None:
+        super().__init__()
         self.max_blob_bytes = max_blob_bytes
         self._convs: dict[ThreadKey, Conversation] = {}
         self._turns: dict[int, list[Turn]] = {}

@@ -203,12 +203,40 @@ def refuse_unknown(done: set[str], known: list[str]) -> None:
         )
 
 
+def installations_sql(time_type: str) -> list[str]:
+    """Migration 006's statements (`time_type`: each engine's type for a moment)."""
+    return [
+        # The app's installs by OAuth, one per workspace; the token is ciphertext.
+        f"""CREATE TABLE installations (
+            platform TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            enterprise_id TEXT,
+            bot_user_id TEXT NOT NULL,
+            bot_id TEXT NOT NULL,
+            token TEXT NOT NULL,
+            scopes TEXT NOT NULL DEFAULT '',
+            installer_id TEXT,
+            installed_at {time_type} NOT NULL,
+            PRIMARY KEY (platform, workspace_id)
+        )""",
+        # OAuth states handed to browsers, each good once until it expires.
+        f"CREATE TABLE oauth_states (state TEXT PRIMARY KEY, expires_at {time_type} NOT NULL)",
+    ]
+
+
+async def m006_installations(db: aiosqlite.Connection) -> None:
+    """Installations by OAuth (many workspaces) and OAuth states."""
+    for sql in installations_sql("TEXT"):
+        await db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
     ("004_replicas", m004_replicas),
     ("005_shared_limits", m005_shared_limits),
+    ("006_installations", m006_installations),
 ]
 
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from storage.migrations import REPLICAS_SQL, refuse_unknown, tools_sql
+from storage.migrations import REPLICAS_SQL, installations_sql, refuse_unknown, tools_sql
 
 # A connection of its own or one lent by a pool.
 Db = asyncpg.Connection | PoolConnectionProxy
@@ -196,12 +196,19 @@ async def m005_shared_limits(db: Db) -> None:
     await db.execute(RATE_LIMITS_SQL)
 
 
+async def m006_installations(db: Db) -> None:
+    """Installations by OAuth (many workspaces) and OAuth states."""
+    for sql in installations_sql("TIMESTAMPTZ"):
+        await db.execute(sql)
+
+
 PG_MIGRATIONS: list[tuple[str, PgMigration]] = [
     ("001_initial", m001_initial),
     ("002_checkpointed_replies", m002_checkpointed_replies),
     ("003_tools", m003_tools),
     ("004_replicas", m004_replicas),
     ("005_shared_limits", m005_shared_limits),
+    ("006_installations", m006_installations),
 ]
 
 

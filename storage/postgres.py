@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from bot.types import (
     TurnUpdate,
 )
 from storage.history import PAGE, history, read_recent
+from storage.pg_installs import PgInstallations
 from storage.pg_migrations import Db, migrate
 from storage.pg_side import PgSideTables
 from storage.rows import NEW_TURN_COLS, TURN_COLS, changed_columns, turn_from_row, turn_values
@@ -45,9 +45,8 @@ _INSERT_TURN = (
 
 
 def new_replica_id() -> str:
-    """A name for this process, unique among replicas: host, pid and a random suffix (a
-    restarted container may reuse both host name and pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """A name for a store made without one (tests): unique among replicas."""
+    return f"store-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _key(key: ThreadKey) -> tuple[str, str, str, str]:
@@ -58,7 +57,7 @@ def _conversation(key: ThreadKey, row: Any) -> Conversation:
     return Conversation(int(row["id"]), key, row["persona"], row["created_at"])
 
 
-class PostgresStore(PgSideTables):
+class PostgresStore(PgSideTables, PgInstallations):
     """Conversations and everything around them in one PostgreSQL database."""
 
     def __init__(

@@ -31,6 +31,7 @@ from storage.channels import ChannelSettings
 from storage.history import PAGE, read_recent
 from storage.migrations import migrate
 from storage.rows import INSERT_TURN, TURN_COLS, changed_columns, turn_from_row, turn_params
+from storage.sqlite_installs import SqliteInstallations
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class SqliteStore(ChannelSettings):
+class SqliteStore(ChannelSettings, SqliteInstallations):
     """Conversations and everything around them in one SQLite file."""
 
     def __init__(self, path: Path, *, blob_dir: Path, max_blob_bytes: int) -> None:
