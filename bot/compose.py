@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
@@ -51,13 +54,24 @@ class StartupError(Exception):
         super().__init__("\n".join(lines))
 
 
-def build_store(settings: Settings) -> Store:
+def replica_name() -> str:
+    """This process's name among replicas (the owner of the replies it accepts, and the
+    `replica` label of its metrics): host, pid and a random suffix, since a restarted
+    container may reuse both host name and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_store(settings: Settings, *, replica: str = "") -> Store:
     """PostgresStore for a postgresql:// DATABASE_URL, MemoryStore for `memory:`, else
     SqliteStore (by default under DATA_DIR)."""
     if settings.postgres_url:
         from storage.postgres import PostgresStore
 
-        return PostgresStore(settings.postgres_url, max_blob_bytes=settings.ATTACHMENT_MAX_BYTES)
+        return PostgresStore(
+            settings.postgres_url,
+            max_blob_bytes=settings.ATTACHMENT_MAX_BYTES,
+            replica=replica or replica_name(),
+        )
     path = settings.database_path
     if path is None:
         from storage.memory import MemoryStore
@@ -146,6 +160,23 @@ def build_commands(settings: Settings, engine: ConversationEngine) -> Commands:
     )
 
 
+def labelled(text: str, replica: str) -> str:
+    """Every sample of a Prometheus text exposition labelled replica="...": replicas are
+    scraped one by one, and their series must not collide when summed."""
+    value = replica.replace("\\", "\\\\").replace('"', '\\"')
+    out = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, rest = line.split(" ", 1)
+            if "{" in name:
+                name = name.replace("{", f'{{replica="{value}",', 1)
+            else:
+                name = f'{name}{{replica="{value}"}}'
+            line = f"{name} {rest}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def render_metrics(engine: ConversationEngine) -> str:
     """Prometheus text exposition of the engine's counters."""
     lines = [
@@ -189,29 +220,12 @@ def build_adapters(
     """One adapter per platform whose token is set."""
     adapters: list[Adapter] = []
     access = AccessPolicy.from_settings(settings)
-    if settings.SLACK_BOT_TOKEN:
-        if not settings.SLACK_APP_TOKEN and not settings.SLACK_SIGNING_SECRET:
-            raise StartupError(
-                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
-                "SLACK_SIGNING_SECRET (HTTP mode at /slack/events) is"
-            )
-        from adapters.slack import SlackAdapter
+    if settings.SLACK_BOT_TOKEN or settings.SLACK_CLIENT_ID:
+        from bot.compose_slack import build_slack
 
-        slack = SlackAdapter(
-            engine=engine,
-            commands=commands,
-            access=access,
-            bot_token=settings.SLACK_BOT_TOKEN.get_secret_value(),
-            signing_secret=_secret(settings.SLACK_SIGNING_SECRET),
-            app_token=_secret(settings.SLACK_APP_TOKEN),
-            api_url=settings.SLACK_API_URL,
-            native_streaming=settings.SLACK_STREAM_MODE == "native",
-            require_mention=settings.SLACK_REQUIRE_MENTION,
-            max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+        adapters.append(
+            build_slack(settings, engine=engine, commands=commands, access=access, http=http)
         )
-        if not settings.SLACK_APP_TOKEN:
-            slack.mount(http.app)
-        adapters.append(slack)
     if settings.DISCORD_TOKEN:
         from adapters.discord import DiscordAdapter
 
@@ -226,6 +240,8 @@ def build_adapters(
                 sync_guild=settings.DISCORD_SYNC_GUILD,
                 global_per_second=settings.DISCORD_GLOBAL_RATE,
                 max_file_bytes=settings.ATTACHMENT_MAX_BYTES,
+                shard_count=settings.DISCORD_SHARD_COUNT,
+                shard_ids=settings.DISCORD_SHARD_IDS,
             )
         )
     return adapters

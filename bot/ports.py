@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from bot.markup import Markup
 from bot.model_events import (
@@ -22,6 +22,7 @@ from bot.store import (
     BlobStore,
     ConversationStore,
     EventLog,
+    InstallationStore,
     Lifecycle,
     SettingsStore,
     Store,
@@ -251,6 +252,15 @@ class Adapter(Protocol):
         ...
 
 
+@runtime_checkable
+class HealthParts(Protocol):
+    """An adapter with parts /healthz lists one by one (Discord: each shard it runs)."""
+
+    def health_parts(self) -> Mapping[str, bool]:
+        """Each part's /healthz name (e.g. "discord:shard:0") and whether it is connected."""
+        ...
+
+
 __all__ = [
     "Adapter",
     "BlobStore",
@@ -264,7 +274,9 @@ __all__ = [
     "Finished",
     "GeneratedFile",
     "Grounding",
+    "HealthParts",
     "InlineData",
+    "InstallationStore",
     "Lifecycle",
     "LinksRead",
     "ModelContent",
@@ -273,6 +285,7 @@ __all__ = [
     "OutFile",
     "ReplyTarget",
     "SettingsStore",
+    "SharedLimits",
     "Store",
     "TargetDefaults",
     "TextDelta",

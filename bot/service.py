@@ -16,12 +16,15 @@ from bot.compose import (
     build_model,
     build_store,
     fail_over,
+    labelled,
     maintain,
     render_metrics,
+    replica_name,
 )
 from bot.engine import Recovery
 from bot.engine.recovery import targets_from
 from bot.http import HttpServer
+from bot.ports import HealthParts
 from bot.settings import Settings
 from bot.supervise import Backoff, Supervisor
 from bot.types import PendingReply
@@ -36,7 +39,8 @@ class Service:
         if not settings.platforms_enabled():
             raise StartupError(NO_PLATFORM)
         self.settings = settings
-        self.store = build_store(settings)
+        self.replica = replica_name()
+        self.store = build_store(settings, replica=self.replica)
         self.gate = build_gate(self.store)
         self.model = build_model(settings)
         self.engine = build_engine(settings, store=self.store, model=self.model, gate=self.gate)
@@ -46,7 +50,7 @@ class Service:
             host=settings.HTTP_HOST,
             port=settings.HTTP_PORT,
             health=self.health,
-            metrics=lambda: render_metrics(self.engine),
+            metrics=lambda: labelled(render_metrics(self.engine), self.replica),
         )
         self.adapters = build_adapters(
             settings, engine=self.engine, commands=self.commands, http=self.http
@@ -59,12 +63,18 @@ class Service:
         self._pending: list[PendingReply] = []
 
     async def health(self) -> dict[str, str]:
-        """Per-component status for /healthz; an adapter down or restarting is unhealthy."""
+        """Per-component status for /healthz; an adapter down or restarting is unhealthy,
+        and so is one whose part is down (Discord: "discord:shard:N", each shard it runs)."""
         ok = self._store_open and await self.store.ping()
         out = {"store": "ok" if ok else "unavailable"}
+        if self.gate.shared:  # the replica's lock connection: its turns' order and lease
+            out["store:locks"] = "unavailable" if self.gate.lost.is_set() else "ok"
         supervised = {id(s.adapter): s.status for s in self.supervisors}
         for a in self.adapters:
             out[a.name] = supervised.get(id(a)) or ("connected" if a.connected else "disconnected")
+            if isinstance(a, HealthParts):
+                for part, up in a.health_parts().items():
+                    out[part] = "connected" if up else "disconnected"
         return out
 
     async def start(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.crypto import check_keys
+from bot.shards import ShardCount, check_shard_ids, parse_shard_count, parse_shard_ids
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # The Gemini tools the bot knows how to use and show.
@@ -48,6 +51,13 @@ class Settings(BaseSettings):
     SLACK_API_URL: str | None = None
     SLACK_STREAM_MODE: Literal["edit", "native"] = "edit"
     SLACK_REQUIRE_MENTION: bool = False
+    # Many workspaces: the OAuth install (/slack/install); tokens then come from installs.
+    SLACK_CLIENT_ID: str | None = None
+    SLACK_CLIENT_SECRET: SecretStr | None = None
+    # What uninstalling the app from a workspace does to its stored conversations.
+    SLACK_UNINSTALL_CONVERSATIONS: Literal["keep", "delete"] = "keep"
+    # Keys for tokens stored at rest: the first encrypts, all decrypt (rotation).
+    ENCRYPTION_KEYS: SecretStr | None = None
 
     DISCORD_TOKEN: SecretStr | None = None
     DISCORD_API_URL: str | None = None
@@ -56,6 +66,10 @@ class Settings(BaseSettings):
     DISCORD_SYNC_GUILD: str | None = None
     # Discord's global REST limit for this bot (50/s unless Discord raised it).
     DISCORD_GLOBAL_RATE: int = Field(50, ge=1, le=10_000)
+    # Sharding (bot/shards.py): the total number of shards or `auto`, and the ones this
+    # process runs (default: all). Neither set: one gateway connection, no sharding.
+    DISCORD_SHARD_COUNT: ShardCount | None = None
+    DISCORD_SHARD_IDS: Annotated[tuple[int, ...] | None, NoDecode] = None
 
     DATA_DIR: Path = Path("./data")
     DATABASE_URL: str | None = None
@@ -109,6 +123,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return v or None
 
+    @field_validator("ENCRYPTION_KEYS")
+    @classmethod
+    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check_keys(v.get_secret_value())
+        return v
+
     @field_validator("GEMINI_TOOLS_ALLOWED")
     @classmethod
     def _tools(cls, v: str) -> str:
@@ -116,6 +137,20 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
         return v
+
+    @field_validator("DISCORD_SHARD_COUNT", mode="before")
+    @classmethod
+    def _shard_count(cls, v: object) -> object:
+        return parse_shard_count(v)
+
+    @field_validator("DISCORD_SHARD_IDS", mode="before")
+    @classmethod
+    def _shard_ids(cls, v: object, info: ValidationInfo) -> object:
+        ids = parse_shard_ids(v)
+        # An invalid count is missing from info.data: its own line reports it.
+        if ids is not None and "DISCORD_SHARD_COUNT" in info.data:
+            check_shard_ids(ids, info.data["DISCORD_SHARD_COUNT"])
+        return ids
 
     @property
     def tools_allowed(self) -> frozenset[str]:
@@ -160,10 +195,32 @@ class Settings(BaseSettings):
         """Where attachment bytes are kept, content-addressed."""
         return self.DATA_DIR / "blobs"
 
+    @property
+    def encryption_keys(self) -> list[str]:
+        """ENCRYPTION_KEYS as a list (empty when unset)."""
+        raw = self.ENCRYPTION_KEYS.get_secret_value() if self.ENCRYPTION_KEYS else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    def oauth_problems(self) -> list[str]:
+        """What the Slack OAuth install still needs (empty when off or complete)."""
+        if not (self.SLACK_CLIENT_ID or self.SLACK_CLIENT_SECRET):
+            return []
+        needs = {
+            "SLACK_CLIENT_ID": self.SLACK_CLIENT_ID,
+            "SLACK_CLIENT_SECRET": self.SLACK_CLIENT_SECRET,
+            "SLACK_SIGNING_SECRET": self.SLACK_SIGNING_SECRET,
+            "ENCRYPTION_KEYS": self.ENCRYPTION_KEYS,
+        }
+        return [
+            f"{name}: required for the Slack OAuth install (SLACK_CLIENT_ID is set)"
+            for name, value in needs.items()
+            if not value
+        ]
+
     def platforms_enabled(self) -> list[str]:
         """Adapters whose tokens are set."""
         out = []
-        if self.SLACK_BOT_TOKEN:
+        if self.SLACK_BOT_TOKEN or self.SLACK_CLIENT_ID:
             out.append("slack")
         if self.DISCORD_TOKEN:
             out.append("discord")

@@ -5,13 +5,17 @@ create threads, a reply chain); messages in that thread, or replies in the chain
 without a mention; DMs are always answered. Replies stream into messages edited within
 Discord's budgets (see target.py). Conversations are keyed
 `("discord", guild id or "dm", parent channel id, thread id or root message id)`.
+
+With `shard_count` set (DISCORD_SHARD_COUNT: a number or "auto") the bot is sharded
+(shards.py): it runs the shards `shard_ids` (DISCORD_SHARD_IDS; all by default), and
+`health_parts()` lists each of them for /healthz.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import discord
 import yarl
@@ -19,6 +23,7 @@ import yarl
 from adapters.discord.client import DiscordBot
 from adapters.discord.commands import register_commands
 from adapters.discord.ratelimits import bucket_wait
+from adapters.discord.shards import ShardedDiscordBot
 from adapters.discord.sync import MetaStore, sync_if_changed
 from adapters.discord.target import GLOBAL_PER_S, DiscordReplyTarget, global_budget
 from adapters.discord.text import readable, thread_name
@@ -51,6 +56,8 @@ class DiscordAdapter:
         max_file_bytes: int = 50 * 1024 * 1024,
         global_per_second: int = GLOBAL_PER_S,
         meta: MetaStore | None = None,
+        shard_count: int | Literal["auto"] | None = None,
+        shard_ids: Sequence[int] | None = None,
     ) -> None:
         self.engine = engine
         self.commands = commands
@@ -62,7 +69,11 @@ class DiscordAdapter:
         self.max_file_bytes = max_file_bytes
         self.global_budget = global_budget(global_per_second)
         self.meta: MetaStore = meta if meta is not None else engine.store
-        self.bot = DiscordBot(self)
+        if shard_ids and not isinstance(shard_count, int):
+            raise ValueError("shard_ids need a shard_count that is a number")
+        self.shard_count = shard_count
+        self.shard_ids = tuple(shard_ids) if shard_ids else None
+        self.bot = self._new_bot()
         self._runs = 0
         self._preparing = 0
         # Bot message id -> conversation of a reply chain (rebuilt by walking after restart).
@@ -76,6 +87,11 @@ class DiscordAdapter:
     def connected(self) -> bool:
         """True while the gateway session is up (READY or RESUMED, not dropped)."""
         return self.bot.connected
+
+    def health_parts(self) -> dict[str, bool]:
+        """Each shard this process runs ("discord:shard:0"...) and whether it is up; empty
+        without sharding."""
+        return {f"discord:shard:{i}": up for i, up in self.bot.shard_states().items()}
 
     @property
     def preparing(self) -> int:
@@ -96,8 +112,14 @@ class DiscordAdapter:
         if self._runs > 1:
             # A client that failed keeps its HTTP session and registered commands: a new one.
             await self.bot.close()
-            self.bot = DiscordBot(self)
+            self.bot = self._new_bot()
         await self.bot.start(self._token)
+
+    def _new_bot(self) -> DiscordBot:
+        if self.shard_count is None:
+            return DiscordBot(self)
+        count = None if self.shard_count == "auto" else self.shard_count
+        return ShardedDiscordBot(self, shard_count=count, shard_ids=self.shard_ids)
 
     async def aclose(self) -> None:
         """Disconnect."""

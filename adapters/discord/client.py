@@ -2,14 +2,15 @@
 
 `connected` follows the session, not only the first READY: a dropped connection
 (`on_disconnect`) makes it False until the session is RESUMEd (`on_resumed`) or a new one
-is IDENTIFYed (`on_ready` again). /healthz reads it.
+is IDENTIFYed (`on_ready` again). /healthz reads it. A sharded bot (shards.py) follows each
+of its shards instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands as ext_commands
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class DiscordBot(ext_commands.Bot):
     """discord.py's Bot, composed in setup_hook (as in discord.py's advanced_startup)."""
 
-    def __init__(self, adapter: DiscordAdapter) -> None:
+    def __init__(self, adapter: DiscordAdapter, **shard_options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the developer portal
         super().__init__(
@@ -36,6 +37,7 @@ class DiscordBot(ext_commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             # Wait at most this long after READY for the guilds to stream in.
             guild_ready_timeout=1.0,
+            **shard_options,  # shard_count and shard_ids, for ShardedDiscordBot only
         )
         self.adapter = adapter
         self.session_up = False
@@ -47,6 +49,10 @@ class DiscordBot(ext_commands.Bot):
     def connected(self) -> bool:
         """True while the gateway session is READY or RESUMED and not closed."""
         return self.session_up and not self.is_closed()
+
+    def shard_states(self) -> dict[int, bool]:
+        """Each shard this process runs and whether it is up; none without sharding."""
+        return {}
 
     async def setup_hook(self) -> None:
         """Commands are registered (and synced if they changed) once logged in."""

@@ -12,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.logger.messages import warning_token_skipped
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.commands import SlackCommands
 from adapters.slack.edge import events_handler
 from adapters.slack.events import MessageEvent, api_messages, parse, ts_value
-from adapters.slack.files import SlackFiles
 from adapters.slack.inbox import Inbox
+from adapters.slack.installs import SlackInstalls
+from adapters.slack.names import Names
+from adapters.slack.oauth import mount_oauth
 from adapters.slack.target import SlackReplyTarget
 from adapters.slack.text import mentions, readable, user_ids
+from adapters.slack.workspaces import NotInstalled, Workspace, Workspaces
 from bot.access import AccessPolicy
 from bot.commands import Commands
 from bot.engine import ConversationEngine
@@ -48,11 +53,30 @@ SUGGESTED_PROMPTS = [
     {"title": "Explain some code", "message": "Explain what this code does and spot any bugs:"},
     {"title": "Improve my writing", "message": "+editor Make this clearer and shorter:"},
 ]
-NAME_RETRY_S = 300.0  # a failed users.info is tried again after this, not cached forever
 
 
 def _drop_token_skipped(record: logging.LogRecord) -> bool:
     return record.getMessage() != warning_token_skipped()
+
+
+class _Authorize(AsyncAuthorize):
+    """Bolt's authorize step from our Workspaces: None for a workspace without the app."""
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    async def __call__(
+        self,
+        *,
+        context: Any,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        return await self.adapter._authorize(team_id or enterprise_id or "")
 
 
 class SlackAdapter:
@@ -66,7 +90,10 @@ class SlackAdapter:
         engine: ConversationEngine,
         commands: Commands,
         access: AccessPolicy,
-        bot_token: str,
+        bot_token: str | None = None,
+        installs: SlackInstalls | None = None,
+        oauth: AsyncOAuthSettings | None = None,
+        forget_on_uninstall: bool = False,
         signing_secret: str | None = None,
         app_token: str | None = None,
         api_url: str | None = None,
@@ -80,37 +107,36 @@ class SlackAdapter:
         self.app_token = app_token
         self.native_streaming = native_streaming
         self.require_mention = require_mention
-        self.client = AsyncWebClient(token=bot_token, base_url=api_url or "https://slack.com/api/")
-        self.files = SlackFiles(client=self.client, token=bot_token, max_bytes=max_file_bytes)
-        self._bot_token = bot_token
+        self.forget_on_uninstall = forget_on_uninstall
+        base_url = api_url or "https://slack.com/api/"
+        # One workspace (SLACK_BOT_TOKEN) or every workspace that installed the app (OAuth).
+        self.workspaces = Workspaces(
+            api_url=base_url, max_file_bytes=max_file_bytes, token=bot_token, installs=installs
+        )
+        # Bolt's own client (OAuth's oauth.v2.access); our calls use each workspace's.
+        self.client = AsyncWebClient(token=bot_token, base_url=base_url)
         self._signing_secret = signing_secret or ""
         self.inbox = Inbox()
-        self._identity: asyncio.Future[None] | None = None
-
-        async def authorize(context: Any) -> AuthorizeResult:
-            # Bolt reads this function's parameter names, so it is a plain function.
-            return await self._authorize()
 
         # We pass both a client with our token (for our own calls) and authorize; Bolt warns
         # at start that it will not use the token itself, which is what we want.
         logging.getLogger("slack_bolt.AsyncApp").addFilter(_drop_token_skipped)
         self.app = AsyncApp(
             client=self.client,
-            # Our own authorize: one auth.test for the process, not one per concurrent request.
-            authorize=authorize,
+            # Our own authorize: a workspace's token and ids are read once, not per request.
+            # An AsyncAuthorize, as Bolt refuses a plain function beside OAuth settings (and
+            # its type hint names only functions, though its code takes one).
+            authorize=cast(Callable[..., Awaitable[AuthorizeResult]], _Authorize(self)),
+            oauth_settings=oauth,
             signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
             request_verification_enabled=app_token is None,
             # Listeners only start work in self.inbox and return, so acking after them is
             # immediate, and every acknowledged request's work is tracked (drain()).
             process_before_response=True,
         )
-        self.bot_user = ""
+        self.bot_user = ""  # the single workspace's (for logs); see Workspace per team
         self.team = ""
-        self._names: dict[str, str] = {}
-        self._name_failed: dict[str, float] = {}  # uid -> when users.info last failed
-        self.name_retry_s = NAME_RETRY_S
-        self._name_lookups: dict[str, asyncio.Future[str | None]] = {}
-        self.bot_id = ""
+        self.names = Names()
         self._connected = False
         self._stopped = asyncio.Event()
         self._socket: Any = None
@@ -136,47 +162,43 @@ class SlackAdapter:
             return await to_aiohttp_response(await self.app.async_dispatch(request))
 
         app.router.add_post(path, events_handler(secret=self._signing_secret, dispatch=dispatch))
+        flow = self.app.oauth_flow
+        if flow is not None:
+            mount_oauth(app, flow)
 
     async def drain(self) -> None:
         """Return once the work of every request acknowledged so far has finished (turns it
         handed to the engine are the engine's: see engine.in_flight)."""
         await self.inbox.drain()
 
-    async def _identify(self) -> None:
-        """auth.test, once per process (concurrent callers share the one call)."""
-        if self._identity is None:
+    async def ws(self, team: str) -> Workspace:
+        """The workspace `team` (NotInstalled when the app is not installed there)."""
+        return await self.workspaces.get(team)
 
-            async def identify() -> None:
-                auth = await self.client.auth_test()
-                self.bot_user = str(auth["user_id"])
-                self.bot_id = str(auth.get("bot_id") or "")
-                self.team = str(auth["team_id"])
-
-            self._identity = asyncio.ensure_future(identify())
+    async def _authorize(self, team: str) -> AuthorizeResult | None:
         try:
-            await asyncio.shield(self._identity)
-        except Exception:
-            self._identity = None  # let the next caller try again
-            raise
-
-    async def _authorize(self) -> AuthorizeResult:
-        await self._identify()
+            ws = await self.workspaces.get(team)
+        except NotInstalled:
+            log.warning("slack: an event from %s, where the app is not installed", team)
+            return None
         return AuthorizeResult(
             enterprise_id=None,
-            team_id=self.team,
-            bot_user_id=self.bot_user,
-            bot_id=self.bot_id,
-            bot_token=self._bot_token,
+            team_id=ws.team,
+            bot_user_id=ws.bot_user,
+            bot_id=ws.bot_id,
+            bot_token=ws.client.token,
         )
 
     async def run(self) -> None:
-        """Identify the bot, then serve until aclose()."""
+        """Identify the bot (one workspace), then serve until aclose()."""
         if self.client.session is None:
             # Without a session slack_sdk opens a new connection (and TLS handshake) per call.
             self.client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.client.timeout)
             )
-        await self._identify()
+        if not self.workspaces.many:
+            ws = await self.workspaces.single()
+            self.bot_user, self.team = ws.bot_user, ws.team
         if self.app_token:
             from adapters.slack.socket import CheckedSocketModeHandler, socket_logger
 
@@ -185,10 +207,11 @@ class SlackAdapter:
             )
             await self._socket.connect_async()
         self._connected = True
+        where = "every workspace that installs it" if self.workspaces.many else self.team
         log.info(
             "slack: connected as %s in %s (%s mode)",
-            self.bot_user,
-            self.team,
+            self.bot_user or "the app",
+            where,
             "socket" if self.app_token else "http",
         )
         await self._stopped.wait()
@@ -200,7 +223,7 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()
         await self.inbox.aclose()
-        await self.files.aclose()
+        await self.workspaces.aclose()
         if self.client.session is not None:
             await self.client.session.close()
 
@@ -217,11 +240,45 @@ class SlackAdapter:
         app.use(assistant)
         app.event("app_mention")(self._on_message_event)
         app.event("message")(self._on_message_event)
+        app.event("app_uninstalled")(self._on_uninstalled)
+        app.event("tokens_revoked")(self._on_tokens_revoked)
         SlackCommands(self).register()
 
     async def _on_bolt_error(self, error: Exception, body: dict[str, Any]) -> None:
         label = body.get("event_id") if isinstance(body, dict) else None
         log.warning("slack: could not handle event %s: %r", label or "?", error)
+
+    # -- uninstalls ---------------------------------------------------------
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        team = str(body.get("team_id") or "")
+        self.inbox.spawn(self._uninstall(team), what="app_uninstalled")
+
+    async def _on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        tokens = event.get("tokens")
+        if isinstance(tokens, dict) and tokens.get("bot"):  # the bot's token: it is gone
+            team = str(body.get("team_id") or "")
+            self.inbox.spawn(self._uninstall(team), what="tokens_revoked")
+
+    async def _uninstall(self, team: str) -> None:
+        """Forget a workspace that removed the app: its installation and token, and (if
+        SLACK_UNINSTALL_CONVERSATIONS=delete) its conversations. Idempotent: Slack sends
+        both app_uninstalled and tokens_revoked, maybe to two replicas."""
+        self.workspaces.forget(team)
+        installs = self.workspaces.installs
+        if installs is None:
+            log.warning("slack: the app was uninstalled from %s (SLACK_BOT_TOKEN is dead)", team)
+            return
+        removed = await installs.store.delete_installation("slack", team)
+        forgotten = 0
+        if self.forget_on_uninstall:
+            forgotten = await self.engine.store.forget_workspace("slack", team)
+        if removed or forgotten:
+            log.info(
+                "slack: uninstalled from %s: token deleted, %d conversation(s) deleted",
+                team,
+                forgotten,
+            )
 
     # -- assistant view ----------------------------------------------------
 
@@ -283,13 +340,19 @@ class SlackAdapter:
         if event.subtype not in HANDLED_SUBTYPES or event.bot_id or event.bot_profile:
             return False
         user, channel, ts = event.user, event.channel, event.ts
-        if not user or not channel or not ts or user == self.bot_user:
+        if not user or not channel or not ts:
             return False
-        team = event.team or str(body.get("team_id") or self.team)
+        try:  # the installation the event was sent for (Slack Connect: not event.team)
+            ws = await self.ws(str(body.get("team_id") or event.team or ""))
+        except NotInstalled:
+            return False
+        if user == ws.bot_user:
+            return False
+        team = event.team or str(body.get("team_id") or ws.team)
         raw_text = event.text or ""
         is_dm = event.channel_type == "im" or channel.startswith("D")
         thread_ts = event.thread_ts
-        mentioned = event.type == "app_mention" or mentions(raw_text, self.bot_user)
+        mentioned = event.type == "app_mention" or mentions(raw_text, ws.bot_user)
         root = thread_ts or ts
         key = ThreadKey("slack", team, channel, root)
         if not is_dm and not mentioned:
@@ -304,31 +367,11 @@ class SlackAdapter:
         if not await self.engine.claim("slack", event_id):
             return False
         target = self.target(
-            team=team, channel=channel, thread_ts=root, user=user, on_start=on_start
+            ws=ws, team=team, channel=channel, thread_ts=root, user=user, on_start=on_start
         )
         target.begin()  # the placeholder goes out while we read names and the thread
         try:
-            context_text = ""
-            if mentioned and thread_ts and await self.engine.store.get_conversation(key) is None:
-                context_text = await self._thread_context(channel, thread_ts, ts)
-            # Slack markup is read once: names first, then a leading "+persona" (DESIGN §5).
-            others = [u for u in user_ids(raw_text) if u != self.bot_user]
-            names = await self.names_for([user, *others])
-            shown = readable(raw_text, bot_user=self.bot_user, names=names)
-            persona, body_text = take_persona(shown)
-            if persona and not (mentioned or is_dm) and not self.engine.personas.has(persona):
-                # "+1 agreed" in a thread is a reply, not a persona nobody asked the bot for.
-                persona, body_text = None, shown
-            if context_text:
-                body_text = f"{context_text}\n\n{body_text}"
-            message = IncomingMessage(
-                key=key,
-                author=Author(user, names.get(user, user)),
-                text=body_text,
-                attachments=tuple(self.files.attachment(f) for f in event.files or []),
-                event_id=event_id,
-                persona=persona,
-            )
+            message = await self._message(ws, event, key, mentioned=mentioned, is_dm=is_dm)
         except Exception:
             log.exception("slack: could not prepare message %s in %s", ts, channel)
             self.engine.release("slack", event_id)
@@ -338,9 +381,40 @@ class SlackAdapter:
         self.engine.submit(message, target)
         return True
 
+    async def _message(
+        self, ws: Workspace, event: MessageEvent, key: ThreadKey, *, mentioned: bool, is_dm: bool
+    ) -> IncomingMessage:
+        """The engine's message: names resolved, a leading persona taken, and the thread's
+        earlier messages when the bot is called into a thread it never joined."""
+        user, raw_text = event.user or "", event.text or ""
+        context_text = ""
+        if mentioned and event.thread_ts and await self.engine.store.get_conversation(key) is None:
+            context_text = await self._thread_context(
+                ws, key.channel_id, event.thread_ts, event.ts or ""
+            )
+        # Slack markup is read once: names first, then a leading "+persona" (DESIGN §5).
+        others = [u for u in user_ids(raw_text) if u != ws.bot_user]
+        names = await self.names_for([user, *others], ws)
+        shown = readable(raw_text, bot_user=ws.bot_user, names=names)
+        persona, body_text = take_persona(shown)
+        if persona and not (mentioned or is_dm) and not self.engine.personas.has(persona):
+            # "+1 agreed" in a thread is a reply, not a persona nobody asked the bot for.
+            persona, body_text = None, shown
+        if context_text:
+            body_text = f"{context_text}\n\n{body_text}"
+        return IncomingMessage(
+            key=key,
+            author=Author(user, names.get(user, user)),
+            text=body_text,
+            attachments=tuple(ws.files.attachment(f) for f in event.files or []),
+            event_id=f"{key.channel_id}:{event.ts}",
+            persona=persona,
+        )
+
     def target(
         self,
         *,
+        ws: Workspace,
         team: str,
         channel: str,
         thread_ts: str,
@@ -349,7 +423,7 @@ class SlackAdapter:
     ) -> SlackReplyTarget:
         """A reply target in one thread, streaming as configured (edit or native)."""
         return SlackReplyTarget(
-            client=self.client,
+            client=ws.client,
             scheduler=self.engine.scheduler,
             team=team,
             channel=channel,
@@ -359,11 +433,18 @@ class SlackAdapter:
             on_start=on_start,
         )
 
-    async def recovery_target(self, key: ThreadKey, message_ids: Sequence[str]) -> SlackReplyTarget:
+    async def recovery_target(
+        self, key: ThreadKey, message_ids: Sequence[str]
+    ) -> SlackReplyTarget | None:
         """A target over a reply a crashed process left behind: its messages are edited
-        (chat.update, whatever the stream mode was), or a new one is posted if none exist."""
+        (chat.update, whatever the stream mode was), or a new one is posted if none exist.
+        None when the app is no longer installed in that workspace."""
+        try:
+            ws = await self.ws(key.workspace_id)
+        except NotInstalled:
+            return None
         target = SlackReplyTarget(
-            client=self.client,
+            client=ws.client,
             scheduler=self.engine.scheduler,
             team=key.workspace_id,
             channel=key.channel_id,
@@ -372,10 +453,12 @@ class SlackAdapter:
         target.adopt(message_ids)
         return target
 
-    async def _thread_context(self, channel: str, thread_ts: str, before_ts: str) -> str:
+    async def _thread_context(
+        self, ws: Workspace, channel: str, thread_ts: str, before_ts: str
+    ) -> str:
         """What was said in a thread before the bot was called into it."""
         try:
-            resp = await self.client.conversations_replies(
+            resp = await ws.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=THREAD_CONTEXT_LIMIT
             )
         except Exception as exc:
@@ -385,53 +468,13 @@ class SlackAdapter:
         earlier = [m for m in api_messages(resp.get("messages")) if ts_value(m.ts) < before]
         if not earlier:
             return ""
-        names = await self.names_for([m.user for m in earlier if m.user])
+        names = await self.names_for([m.user for m in earlier if m.user], ws)
         lines = []
         for m in earlier:
             who = "bot" if m.bot_id else names.get(m.user or "", m.user or "someone")
-            lines.append(f"{who}: {readable(m.text or '', bot_user=self.bot_user, names=names)}")
+            lines.append(f"{who}: {readable(m.text or '', bot_user=ws.bot_user, names=names)}")
         return "Earlier in this thread:\n" + "\n".join(lines) + "\n\nNow:"
 
-    async def names_for(self, ids: list[str]) -> dict[str, str]:
-        """Display names (the id where unknown); concurrent lookups of one user share one
-        users.info call. A failed lookup is not cached: it is tried again name_retry_s later."""
-        now = asyncio.get_running_loop().time()
-        tasks: dict[str, asyncio.Future[str | None]] = {}
-        for uid in {i for i in ids if i and i not in self._names}:
-            failed_at = self._name_failed.get(uid)
-            if failed_at is not None and now - failed_at < self.name_retry_s:
-                continue  # failed moments ago: do not ask Slack again for every message
-            task = self._name_lookups.get(uid)
-            if task is None:
-                task = self._name_lookups[uid] = asyncio.ensure_future(self._lookup_name(uid))
-            tasks[uid] = task  # held here: another caller may drop it from the map first
-        for uid, task in tasks.items():
-            name = await asyncio.shield(task)
-            self._name_lookups.pop(uid, None)
-            if name is None:
-                self._name_failed[uid] = now
-            else:
-                self._names[uid] = name
-                self._name_failed.pop(uid, None)
-        return {i: self._names.get(i, i) for i in ids}
-
-    async def _lookup_name(self, uid: str) -> str | None:
-        try:
-            info = (await self.client.users_info(user=uid))["user"]
-        except Exception as exc:
-            log.warning("slack: users.info for %s failed, showing the id for now: %r", uid, exc)
-            return None
-        if not isinstance(info, dict):
-            log.warning("slack: users.info for %s gave no user object", uid)
-            return None
-        profile = info.get("profile")
-        profile = profile if isinstance(profile, dict) else {}
-        for name in (
-            profile.get("display_name"),
-            profile.get("real_name"),
-            info.get("real_name"),
-            info.get("name"),
-        ):
-            if isinstance(name, str) and name.strip():
-                return name.strip()[:80]
-        return uid
+    async def names_for(self, ids: list[str], ws: Workspace) -> dict[str, str]:
+        """Display names (the id where unknown), asked of `ws`'s Slack (adapters/slack/names.py)."""
+        return await self.names.of(ids, ws.client)

@@ -178,7 +178,8 @@ class SlackCatchup:
         if len(text) <= EPHEMERAL_MAX:
             await respond(text=text, response_type="ephemeral", replace_original=True)
             return
-        client, scheduler = self.adapter.client, self.adapter.engine.scheduler
+        client = (await self.adapter.ws(team)).client
+        scheduler = self.adapter.engine.scheduler
         try:
             for chunk in chunks(text, DM_CHUNK):
 

@@ -186,7 +186,7 @@ class SlackCommands:
                     await self.reply(respond, exc.user_message)
                     return
             try:
-                found = await self._message(link.channel, link.ts, link.thread_ts)
+                found = await self._message(command.team_id, link.channel, link.ts, link.thread_ts)
                 in_thread = link.thread_ts or (found[1] if found else None)
             except SlackApiError:  # not readable for the bot: the thread path says why
                 found, in_thread = None, link.thread_ts or link.ts
@@ -202,7 +202,7 @@ class SlackCommands:
                 return
         else:
             try:
-                found = await self._latest_with_files(channel, command.user_id)
+                found = await self._latest_with_files(command.team_id, channel, command.user_id)
             except SlackApiError as exc:  # not in the channel, or Slack said no: say so
                 error = exc.response.get("error") if exc.response is not None else "error"
                 await self.reply(respond, f"I cannot read this channel's messages ({error}).")
@@ -237,23 +237,24 @@ class SlackCommands:
         self, team: str, channel: str, root: str, files: list[Any], user: str, focus: str
     ) -> None:
         adapter = self.adapter
-        names = await adapter.names_for([user])
+        ws = await adapter.ws(team)
+        names = await adapter.names_for([user], ws)
         message = IncomingMessage(
             key=ThreadKey("slack", team, channel, root),
             author=Author(user, names[user]),
             text=summarize_prompt(focus),
-            attachments=tuple(adapter.files.attachment(f) for f in files),
+            attachments=tuple(ws.files.attachment(f) for f in files),
             persona=adapter.commands.summarize_persona(),
         )
         adapter.engine.submit(
-            message, adapter.target(team=team, channel=channel, thread_ts=root, user=user)
+            message, adapter.target(ws=ws, team=team, channel=channel, thread_ts=root, user=user)
         )
 
     async def _message(
-        self, channel: str, ts: str, thread_ts: str | None
+        self, team: str, channel: str, ts: str, thread_ts: str | None
     ) -> tuple[str, str | None, list[Any]] | None:
         """(ts, thread_ts, files) of a linked message."""
-        resp = await self.adapter.client.conversations_replies(
+        resp = await (await self.adapter.ws(team)).client.conversations_replies(
             channel=channel, ts=thread_ts or ts, limit=200
         )
         for m in api_messages(resp.get("messages")):
@@ -262,10 +263,11 @@ class SlackCommands:
         return None
 
     async def _latest_with_files(
-        self, channel: str, user: str
+        self, team: str, channel: str, user: str
     ) -> tuple[str, str | None, list[Any]] | None:
         """(ts, thread_ts, files) of the user's latest message here with files."""
-        resp = await self.adapter.client.conversations_history(channel=channel, limit=50)
+        client = (await self.adapter.ws(team)).client
+        resp = await client.conversations_history(channel=channel, limit=50)
         for m in api_messages(resp.get("messages")):
             if m.user == user and m.files:
                 return m.ts, m.thread_ts, list(m.files)

@@ -32,15 +32,24 @@ async def _unreadable() -> bytes:
 class SlackFiles:
     """Turns Slack file objects into lazy Attachments."""
 
-    def __init__(self, *, client: AsyncWebClient, token: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        token: str,
+        max_bytes: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.client = client
         self.token = token
         self.max_bytes = max_bytes
-        self._session: aiohttp.ClientSession | None = None
+        # A session shared by every workspace's downloader (Workspaces owns it), or ours.
+        self._session = session
+        self._owns_session = session is None
 
     async def aclose(self) -> None:
-        """Close the download session."""
-        if self._session is not None:
+        """Close the download session if it is ours."""
+        if self._session is not None and self._owns_session:
             await self._session.close()
 
     def attachment(self, raw: Any) -> Attachment:

@@ -35,6 +35,7 @@ from bot.ports import Budget
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
+    from adapters.slack.workspaces import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class SlackHistory:
     def __init__(self, adapter: SlackAdapter) -> None:
         self.adapter = adapter
         self.read_deadline_s = READ_DEADLINE_S
-        self._workspace_url: str | None = None
+        self._workspace_urls: dict[str, str] = {}
 
     # -- calls ---------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class SlackHistory:
         """One Web API call on its Tier 3 budget; a 429 waits Retry-After and retries."""
         budget = Budget(f"slack:{team}:{method}", rate=TIER3, burst=TIER3_BURST)
         result: dict[str, Any] = {}
-        api = getattr(self.adapter.client, method.replace(".", "_"))
+        api = getattr((await self.adapter.ws(team)).client, method.replace(".", "_"))
 
         async def once() -> None:
             try:
@@ -154,13 +155,13 @@ class SlackHistory:
         await self.adapter.engine.scheduler.call(budget, once)
         return result
 
-    async def workspace_url(self) -> str:
-        """`https://<workspace>.slack.com/` from auth.test (asked once)."""
-        if self._workspace_url is None:
-            auth = await self.adapter.client.auth_test()
+    async def workspace_url(self, team: str) -> str:
+        """`https://<workspace>.slack.com/` from auth.test (asked once per workspace)."""
+        if team not in self._workspace_urls:
+            auth = await (await self.adapter.ws(team)).client.auth_test()
             url = str(auth.get("url") or "https://slack.com/")
-            self._workspace_url = url if url.endswith("/") else url + "/"
-        return self._workspace_url
+            self._workspace_urls[team] = url if url.endswith("/") else url + "/"
+        return self._workspace_urls[team]
 
     def _link(self, channel: str, m: HistoryMessage, *, base: str) -> str:
         """The message's permalink, built as Slack shapes it."""
@@ -229,7 +230,7 @@ class SlackHistory:
         reading = self._reading(cap)
         await self._replies(team, channel, root, reading, oldest=None)
         read = Read(capped="first" if reading.capped else None, cap=cap, stopped=_stopped(reading))
-        return await self._convert(channel, reading, with_files=with_files), read
+        return await self._convert(team, channel, reading, with_files=with_files), read
 
     async def channel(
         self,
@@ -270,7 +271,7 @@ class SlackHistory:
             stopped=_stopped(reading),
             threads=len(reading.threads),
         )
-        return await self._convert(channel, reading), read, window
+        return await self._convert(team, channel, reading), read, window
 
     async def _top_level(
         self,
@@ -347,17 +348,17 @@ class SlackHistory:
     # -- conversion ------------------------------------------------------------
 
     async def _convert(
-        self, channel: str, reading: _Reading, *, with_files: bool = False
+        self, team: str, channel: str, reading: _Reading, *, with_files: bool = False
     ) -> list[ChannelMessage]:
         """Neutral messages: names for users and mentions, built links, file names."""
-        adapter = self.adapter
+        ws = await self.adapter.ws(team)
         msgs = list(reading.kept.values())
         ids = {m.user for m in msgs if m.user} | {u for m in msgs for u in user_ids(m.text or "")}
-        names = await adapter.names_for(sorted(ids))
-        base = await self.workspace_url()
+        names = await self.adapter.names_for(sorted(ids), ws)
+        base = await self.workspace_url(team)
         out = []
         for m in msgs:
-            own = m.user == adapter.bot_user
+            own = m.user == ws.bot_user
             if own:
                 author = "Gemini"
             elif m.bot_id or not m.user:
@@ -373,14 +374,15 @@ class SlackHistory:
                     at=datetime.fromtimestamp(float(m.ts), UTC),
                     link=self._link(channel, m, base=base),
                     thread_id=m.thread_ts if m.is_reply else None,
-                    files=tuple(self._file(f, with_files) for f in m.files or []),
+                    files=tuple(self._file(ws, f, with_files) for f in m.files or []),
                     bot=bool(m.bot_id) or own,
                 )
             )
         return out
 
-    def _file(self, raw: Any, with_files: bool) -> FileRef:
-        att = self.adapter.files.attachment(raw)
+    @staticmethod
+    def _file(ws: Workspace, raw: Any, with_files: bool) -> FileRef:
+        att = ws.files.attachment(raw)
         return FileRef(
             att.name, att.size or 0, att.declared_mime, att.fetch if with_files else None
         )

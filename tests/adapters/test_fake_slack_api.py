@@ -5,13 +5,11 @@ messages and the external file upload flow; and the driver's commands and shortc
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
-from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -491,26 +489,6 @@ async def test_seed_attach_file_and_ts_order(unlimited: FakeSlack, client: Async
 
 
 # -- the driver: commands and shortcuts ---------------------------------------------
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[tuple[dict[str, str], str]]]]:
-    got: list[tuple[dict[str, str], str]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        got.append((dict(request.headers), await request.text()))
-        return web.Response(text="")
-
-    app = web.Application()
-    app.router.add_post("/slack/events", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", got
-    finally:
-        await runner.cleanup()
 
 
 async def test_driver_command_and_shortcut_payloads(

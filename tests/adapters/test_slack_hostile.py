@@ -184,7 +184,7 @@ async def test_failed_name_lookup_is_logged_and_not_kept(
 ) -> None:
     service, driver = svc
     [slack] = service.adapters
-    slack.name_retry_s = 0.0  # retry at once, not in 5 min
+    slack.names.retry_s = 0.0  # retry at once, not in 5 min
     fake_slack.forced_429["users.info"] = 1
     first = driver.as_mention(driver.message(C, "U1ADA", f"{MENTION} one"))
     await driver.event(first)

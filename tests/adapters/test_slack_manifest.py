@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.slack.commands import COMMANDS, SHORTCUTS
+from adapters.slack.oauth import BOT_SCOPES
 from tests.conftest import ROOT
 
 MANIFEST = (ROOT / "slack-manifest.yml").read_text()
@@ -17,8 +18,22 @@ def test_commands_and_shortcuts() -> None:
         assert f"callback_id: {s}\n" in MANIFEST, s
 
 
+def test_the_oauth_install_asks_for_the_manifests_bot_scopes() -> None:
+    bot = MANIFEST.split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    listed = [line.split("#")[0].strip()[2:].strip() for line in bot.splitlines() if "- " in line]
+    assert sorted(listed) == sorted(BOT_SCOPES)
+    assert "/slack/oauth_redirect" in MANIFEST
+
+
 def test_events_and_scopes() -> None:
-    for event in ("app_mention", "message.channels", "message.groups", "message.im"):
+    for event in (
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+        "app_uninstalled",
+        "tokens_revoked",
+    ):
         assert f"- {event}\n" in MANIFEST, event
     for scope in (
         "app_mentions:read",

@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -38,16 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import aiohttp
 import pytest
 
 from tests.fakes.discord import CHANNEL, FakeDiscord
 from tests.fakes.discord import TOKEN as DISCORD_TOKEN
 from tests.fakes.discord_gateway import BOT_ID as DISCORD_BOT
-from tests.fakes.gemini import API_KEY, FakeGemini, Recorded, Reply
+from tests.fakes.gemini import FakeGemini, Recorded, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
+from tests.service_process import ServiceProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 ADA_DISCORD = "100000000000000001"
 ADA_SLACK = "U1ADA"
 
@@ -133,94 +128,6 @@ class Script:
             return Reply(words("o", i), delay=CHUNK_DELAY, hold_after=first, hold=self.hold)
         chunks = words("o", i) if phase == "slow" else words("n", i)
         return Reply(chunks, delay=CHUNK_DELAY, hold_after=HALF, hold=self.hold)
-
-
-# -- the service as a process -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServiceProcess:
-    """`python -m bot run` on one DATA_DIR and HTTP port, started, killed and restarted."""
-
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
-        self.data = data
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "GEMINI_API_KEY": API_KEY,
-            "GEMINI_MODEL": "gemini-test",
-            "DATA_DIR": str(data),
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.port),
-            "LOG_LEVEL": "INFO",
-            "SHUTDOWN_GRACE_SECONDS": "2",
-            **env,
-        }
-        self.proc: asyncio.subprocess.Process | None = None
-        self.runs = 0
-
-    @property
-    def db(self) -> Path:
-        return self.data / "gemini-bot.db"
-
-    @property
-    def events_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slack/events"
-
-    def log_path(self, run: int) -> Path:
-        return self.data / f"stderr-{run}.log"
-
-    def log(self, run: int | None = None) -> str:
-        runs = [run] if run is not None else range(1, self.runs + 1)
-        return "\n".join(
-            f"--- run {r} ---\n{self.log_path(r).read_text(errors='replace')}" for r in runs
-        )
-
-    async def start(self, **env: str) -> None:
-        self.runs += 1
-        started = time.monotonic()
-        with self.log_path(self.runs).open("wb") as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                env={**self.env, **env},
-                cwd=ROOT,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=err,
-            )
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() - started < 30 and self.proc.returncode is None:
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"service did not start:\n{self.log(self.runs)[-4000:]}")
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
-        assert self.proc is not None and self.proc.returncode is None, "service not running"
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 # -- the database, read from outside --------------------------------------------------

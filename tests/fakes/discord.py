@@ -17,6 +17,10 @@ enforced for the bot (discord_perms.py), interactions and their webhooks
 (discord_interactions.py), uploads with Discord's size limits (discord_wire.py), DM channels
 (`POST /users/@me/channels`; `closed_dms` users refuse DMs with 403 50007) and message
 `flags` (SUPPRESS_EMBEDS kept on create and edit; suppressed messages have no embeds).
+
+Guilds: GUILD, plus any `add_guild` makes before the bot connects (for sharding tests: a
+guild's shard follows its id, see discord_gateway.py). Every guild has the same members and
+roles (the @everyone role takes the guild's id); permissions are worked out from GUILD's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_gateway import APP_ID, BOT_ID, GUILD, TOKEN, GatewayMixin
+from tests.fakes.discord_gateway import APP_ID, BOT_ID, GUILD, TOKEN, GatewayMixin, shard_of
 from tests.fakes.discord_history import HistoryMixin, now_iso
 from tests.fakes.discord_interactions import Interaction, InteractionsMixin, is_ephemeral
 from tests.fakes.discord_messages import MessagesMixin
@@ -75,6 +79,7 @@ __all__ = [
     "FakeDiscord",
     "Interaction",
     "is_ephemeral",
+    "shard_of",
 ]
 
 
@@ -138,6 +143,7 @@ class FakeDiscord(
         self.owner_id = "1"  # nobody here: no one gets the owner's every permission
         self.premium_tier = 0  # boost tier: the upload limit follows it
         self.closed_dms: set[str] = set()  # users who do not accept DMs from the bot
+        self.guild_names: dict[str, str] = {GUILD: "Fake Guild"}
         self._writes: dict[str, deque[float]] = {}
         self._global: deque[float] = deque()
         self._init_gateway()
@@ -156,13 +162,21 @@ class FakeDiscord(
         self.member_roles[uid] = list(roles or [])
         return self.users[uid]
 
-    def add_channel(self, cid: str, name: str) -> dict[str, Any]:
+    @property
+    def guild_ids(self) -> list[str]:
+        return list(self.guild_names)
+
+    def add_guild(self, gid: str, name: str) -> None:
+        """Another guild the bot is in (before it connects), with the same members."""
+        self.guild_names[gid] = name
+
+    def add_channel(self, cid: str, name: str, *, guild: str = GUILD) -> dict[str, Any]:
         """A guild text channel (before connect; after it, `create_channel`)."""
         ch = {
             "id": cid,
             "type": 0,
             "name": name,
-            "guild_id": GUILD,
+            "guild_id": guild,
             "position": len(self.channels),
             "permission_overwrites": [],
             "nsfw": False,
@@ -217,11 +231,13 @@ class FakeDiscord(
 
     # -- gateway ---------------------------------------------------------------
 
-    def _guild(self) -> dict[str, Any]:
+    def _guild(self, gid: str) -> dict[str, Any]:
         members = [{**self._member(uid), "user": u} for uid, u in self.users.items()]
+        roles = [{**r, "id": gid} if r["id"] == GUILD else r for r in self._guild_roles()]
+        mine = [c for c in self.channels.values() if c.get("guild_id") == gid]
         return {
-            "id": GUILD,
-            "name": "Fake Guild",
+            "id": gid,
+            "name": self.guild_names[gid],
             "owner_id": self.owner_id,
             "unavailable": False,
             "member_count": len(members),
@@ -229,10 +245,10 @@ class FakeDiscord(
             "features": [],
             "emojis": [],
             "stickers": [],
-            "roles": self._guild_roles(),
+            "roles": roles,
             "members": members,
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
-            "threads": [c for c in self.channels.values() if c["type"] in THREAD_TYPES],
+            "channels": [c for c in mine if c["type"] == 0],
+            "threads": [c for c in mine if c["type"] in THREAD_TYPES],
             "presences": [],
             "voice_states": [],
             "stage_instances": [],
@@ -265,7 +281,7 @@ class FakeDiscord(
             "id": tid,  # Discord gives a thread made from a message that message's id
             "type": 11,
             "name": name,
-            "guild_id": GUILD,
+            "guild_id": self.channels.get(parent, {}).get("guild_id", GUILD),
             "parent_id": parent,
             "owner_id": owner,
             "message_count": 0,
@@ -354,6 +370,8 @@ class FakeDiscord(
             )
         if path == "/gateway":
             return json_response({"url": self.gateway_url})
+        if path == "/gateway/bot":
+            return json_response(self.gateway_bot())
         if parts[0] == "applications" and method == "PUT" and parts[-1] == "commands":
             scope = parts[3] if len(parts) == 5 else "global"
             saved = [

@@ -3,7 +3,8 @@ file downloads that need the bot token, and a driver that sends signed events, s
 commands and shortcuts to the service over HTTP.
 
 Message reads, channels and membership live in `slack_history`, files and the external
-upload flow in `slack_files`; `FakeSlack` puts them together.
+upload flow in `slack_files`, workspaces, tokens and the OAuth v2 install flow in
+`slack_oauth`; `FakeSlack` puts them together.
 """
 
 from __future__ import annotations
@@ -31,20 +32,45 @@ from tests.fakes.slack_history import (
     format_ts,
     ts_key,
 )
+from tests.fakes.slack_oauth import (
+    _CALLER,
+    APP_ID,
+    DEFAULT_BOT_ID,
+    DEFAULT_BOT_TOKEN,
+    DEFAULT_BOT_USER,
+    DEFAULT_TEAM,
+    INSTALLER,
+    OAUTH_CLIENT_ID,
+    OAUTH_CLIENT_SECRET,
+    Grant,
+    Install,
+    OAuthMixin,
+    Token,
+    Workspace,
+    envelope,
+)
 
 __all__ = [
+    "APP_ID",
     "APP_TOKEN",
     "BOT_ID",
     "BOT_TOKEN",
     "BOT_USER",
     "GENERAL",
+    "INSTALLER",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET",
     "SIGNING_SECRET",
     "TEAM",
     "Call",
     "FakeSlack",
+    "Grant",
+    "Install",
     "Message",
     "SlackDriver",
+    "Token",
     "Upload",
+    "Workspace",
 ]
 
 # Scopes Slack checks for the methods the bot uses beyond chat:write (a token without one
@@ -56,12 +82,12 @@ NEEDS_SCOPE = {
     "conversations.info": "channels:read",
 }
 ALL_SCOPES = frozenset({"chat:write", "files:read", "files:write", "channels:read", "users:read"})
-BOT_TOKEN = "xoxb-fake-bot-token"
+BOT_TOKEN = DEFAULT_BOT_TOKEN
 APP_TOKEN = "xapp-fake-app-token"
 SIGNING_SECRET = "fake-signing-secret"
-TEAM = "T0TEAM"
-BOT_USER = "U0BOT"
-BOT_ID = "B0BOT"
+TEAM = DEFAULT_TEAM
+BOT_USER = DEFAULT_BOT_USER
+BOT_ID = DEFAULT_BOT_ID
 GENERAL = "C1GEN"
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
 TEXT_LIMIT = 40_000  # chat.postMessage: Slack truncates text past 40,000 chars; here an error
@@ -141,12 +167,18 @@ def block_errors(blocks: list[Any]) -> list[str]:
     return out
 
 
-class FakeSlack(HistoryMixin, FilesMixin):
-    """Web API + files + response URLs. Limits: chat.postMessage ~1/s per channel (burst 3),
-    chat.update 50/min per workspace (burst 5), chat.appendStream 100/min per workspace,
-    conversations.history / .replies / .info Tier 3 (50/min per workspace, burst 10),
-    conversations.members, chat.postEphemeral and the upload methods Tier 4 (100/min,
-    burst 20). Every entry of `limits` can be changed by a test."""
+class FakeSlack(HistoryMixin, FilesMixin, OAuthMixin):
+    """Web API + files + response URLs + OAuth install into several workspaces.
+
+    Limits: chat.postMessage ~1/s per channel (burst 3), chat.update 50/min per workspace
+    (burst 5), chat.appendStream 100/min per workspace, conversations.history / .replies /
+    .info Tier 3 (50/min per workspace, burst 10), conversations.members,
+    chat.postEphemeral and the upload methods Tier 4 (100/min, burst 20). Every entry of
+    `limits` can be changed by a test.
+
+    Workspaces: TEAM (bot token BOT_TOKEN, bot user BOT_USER) is always there;
+    `add_workspace` adds more, `add_channel(..., team=)` puts a channel in one, and the
+    OAuth flow (`authorize_url`, oauth.v2.access) mints their tokens; see `slack_oauth`."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -209,6 +241,7 @@ class FakeSlack(HistoryMixin, FilesMixin):
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.base_url = ""
         self._runner: web.AppRunner | None = None
+        self._init_oauth()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -220,6 +253,7 @@ class FakeSlack(HistoryMixin, FilesMixin):
         app.router.add_post("/response/{id}", self._response)
         app.router.add_post("/upload/v1/{id}", self._upload)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/oauth/v2/authorize", self._oauth_authorize)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -279,7 +313,9 @@ class FakeSlack(HistoryMixin, FilesMixin):
         )
 
     def bot_messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
-        out = [m for m in self.messages.values() if m.channel == channel and m.user == BOT_USER]
+        """The messages of the bot (of the channel's workspace) in `channel`, oldest first."""
+        bot = self.bot_in(channel)
+        out = [m for m in self.messages.values() if m.channel == channel and m.user == bot]
         if thread_ts is not None:
             out = [m for m in out if m.thread_ts == thread_ts]
         return sorted(out, key=lambda m: ts_key(m.ts))
@@ -320,21 +356,29 @@ class FakeSlack(HistoryMixin, FilesMixin):
         args = await self._args(request)
         call = Call(method, args, time.monotonic())
         self.calls.append(call)
-        token = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
-        if request.headers.get("Authorization") != f"Bearer {token}":
-            call.error = "invalid_auth"
-            return self._err("invalid_auth")
-        needed = NEEDS_SCOPE.get(method)
-        if needed is not None and needed not in self.scopes:
-            call.error = "missing_scope"
-            return web.json_response(
-                {
-                    "ok": False,
-                    "error": "missing_scope",
-                    "needed": needed,
-                    "provided": ",".join(sorted(self.scopes)),
-                }
-            )
+        header = request.headers.get("Authorization")
+        if method == "oauth.v2.access":  # the app's client id and secret, no token
+            answer = self.oauth_v2_access(header, args)
+            result = json.loads(answer.text or "{}")
+            if result.get("ok"):
+                call.team = result["team"]["id"]
+            else:
+                call.error = result.get("error")
+            return answer
+        token: Token | None = None
+        if method == "apps.connections.open":  # the app-level token
+            if header != f"Bearer {APP_TOKEN}":
+                call.error = "invalid_auth"
+                return self._err("invalid_auth")
+        else:
+            found = self.authenticate(header, args)
+            if isinstance(found, str):
+                call.error = found
+                return self._err(found)
+            token = found
+            call.team = token.team
+            if (refused := self._refused(call, token, args)) is not None:
+                return refused
         limit = self.limits.get(method)
         if self.forced_429[method] > 0 or limit is not None:
             wait = 0.0
@@ -360,11 +404,43 @@ class FakeSlack(HistoryMixin, FilesMixin):
         if handler is None:
             call.error = "unknown_method"
             return self._err("unknown_method")
-        resp: web.Response = await handler(args)
+        reset = _CALLER.set(token)
+        try:
+            resp: web.Response = await handler(args)
+        finally:
+            _CALLER.reset(reset)
         body = json.loads(resp.text or "{}")
         if not body.get("ok"):
             call.error = body.get("error")
         return resp
+
+    def _refused(self, call: Call, token: Token, args: dict[str, Any]) -> web.Response | None:
+        """missing_scope, or channel_not_found for a channel of another workspace."""
+        needed = NEEDS_SCOPE.get(call.method)
+        granted = self.scopes_of(token)
+        if needed is not None and needed not in granted:
+            call.error = "missing_scope"
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": needed,
+                    "provided": ",".join(sorted(granted)),
+                }
+            )
+        for channel in self._channels_named(args):
+            if not self.reaches(token, channel):
+                call.error = "channel_not_found"
+                return self._err("channel_not_found")
+        return None
+
+    @staticmethod
+    def _channels_named(args: dict[str, Any]) -> list[str]:
+        """The channels a call names (channel, channel_id, channels as a comma list)."""
+        out = [str(args[k]) for k in ("channel", "channel_id") if args.get(k)]
+        if args.get("channels"):
+            out += [c for c in str(args["channels"]).split(",") if c]
+        return out
 
     def _check_content(self, args: dict[str, Any]) -> str | None:
         text = str(args.get("text") or "")
@@ -430,27 +506,18 @@ class FakeSlack(HistoryMixin, FilesMixin):
         )
         return await asyncio.wait_for(fut, timeout_s)
 
-    async def _auth_test(self, args: dict[str, Any]) -> web.Response:
-        return self._ok(
-            user_id=BOT_USER,
-            bot_id=BOT_ID,
-            team_id=TEAM,
-            user="gemini",
-            team="Test",
-            url="https://test.slack.com/",
-        )
-
     async def _chat_postMessage(self, args: dict[str, Any]) -> web.Response:
         if (resp := self._content_error(args)) is not None:
             return resp
+        channel = str(args["channel"])
         m = Message(
-            str(args["channel"]),
+            channel,
             self.next_ts(),
-            BOT_USER,
+            self.bot_in(channel),
             str(args.get("text") or ""),
             args.get("thread_ts") or None,
             list(args.get("blocks") or []),
-            BOT_ID,
+            self.bot_id_in(channel),
         )
         if m.thread_ts and str(args.get("reply_broadcast", "")).lower() in ("1", "true"):
             m.subtype = "thread_broadcast"
@@ -462,7 +529,7 @@ class FakeSlack(HistoryMixin, FilesMixin):
         m = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if m is None:
             return self._err("message_not_found")
-        if m.user != BOT_USER:
+        if m.user != self.bot_in(m.channel):
             return self._err("cant_update_message")
         if (resp := self._content_error(args)) is not None:
             return resp
@@ -476,14 +543,15 @@ class FakeSlack(HistoryMixin, FilesMixin):
             args.get("recipient_user_id") and args.get("recipient_team_id")
         ):
             return self._err("missing_recipient")
+        channel = str(args["channel"])
         m = Message(
-            str(args["channel"]),
+            channel,
             self.next_ts(),
-            BOT_USER,
+            self.bot_in(channel),
             str(args.get("markdown_text") or ""),
             args.get("thread_ts") or None,
             [],
-            BOT_ID,
+            self.bot_id_in(channel),
         )
         m.history.append(m.text)
         self._store(m)
@@ -549,14 +617,15 @@ class FakeSlack(HistoryMixin, FilesMixin):
         return self._ok(message_ts=ts)
 
     async def _team_info(self, args: dict[str, Any]) -> web.Response:
-        team = str(args.get("team") or TEAM)
+        team = str(args.get("team") or self.caller().team)
+        ws = self.workspaces.get(team) or self.workspaces[TEAM]
         return self._ok(
             team={
                 "id": team,
-                "name": "Test",
-                "domain": "test",
+                "name": ws.name,
+                "domain": ws.domain,
                 "email_domain": "",
-                "url": "https://test.slack.com/",
+                "url": ws.url,
                 "icon": {"image_default": True},
             }
         )
@@ -572,7 +641,7 @@ class FakeSlack(HistoryMixin, FilesMixin):
             Call("files.download", {"id": request.match_info["id"]}, time.monotonic())
         )
         f = self.files.get(request.match_info["id"])
-        authorised = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        authorised = self.live_token(request.headers.get("Authorization")) is not None
         if not authorised or f is None or not self.files_scope:
             # What Slack does without a token or the files:read scope: a 200 login page.
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
@@ -623,17 +692,35 @@ class SlackDriver:
         async with self.session.post(self.url, data=body.encode(), headers=h) as r:
             return r.status, await r.text()
 
-    def envelope(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "A0APP",
-            "type": "event_callback",
-            "event": event,
-            "event_id": event_id or f"Ev{next(self._ids):06d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-        }
+    def _event_team(self, event: dict[str, Any]) -> str:
+        """The workspace of an event: its `team` when that is a registered workspace."""
+        team = event.get("team")
+        return team if isinstance(team, str) and team in self.fake.workspaces else TEAM
+
+    def envelope(
+        self, event: dict[str, Any], event_id: str | None = None, *, team: str | None = None
+    ) -> dict[str, Any]:
+        """The Events API envelope of `event` for `team` (default: the event's `team` when
+        it is a workspace added with `add_workspace`, else TEAM)."""
+        team = team or self._event_team(event)
+        return envelope(
+            team,
+            self.fake.bot_user_of(team),
+            event,
+            event_id or f"Ev{next(self._ids):06d}",
+            app_id=self.fake.oauth_app_id,
+        )
+
+    async def post_envelope(
+        self, body: dict[str, Any], *, retry: int | None = None, **kw: Any
+    ) -> tuple[int, str]:
+        """Post a ready envelope (e.g. one of `FakeSlack.uninstall`'s), signed."""
+        headers = (
+            {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+            if retry
+            else None
+        )
+        return await self.post(json.dumps(body), "application/json", headers=headers, **kw)
 
     async def event(
         self,
@@ -641,15 +728,11 @@ class SlackDriver:
         *,
         event_id: str | None = None,
         retry: int | None = None,
+        team: str | None = None,
         **kw: Any,
     ) -> tuple[int, str]:
-        headers = (
-            {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
-            if retry
-            else None
-        )
-        return await self.post(
-            json.dumps(self.envelope(event, event_id)), "application/json", headers=headers, **kw
+        return await self.post_envelope(
+            self.envelope(event, event_id, team=team), retry=retry, **kw
         )
 
     def message(
@@ -661,8 +744,10 @@ class SlackDriver:
         thread_ts: str | None = None,
         files: list[dict[str, Any]] | None = None,
         channel_type: str = "channel",
+        team: str | None = None,
     ) -> dict[str, Any]:
-        """Record the message in the fake (so conversations.replies sees it) and build its event."""
+        """Record the message in the fake (so conversations.replies sees it) and build its
+        event. `team`: the sender's workspace (default: the channel's, see `team_of`)."""
         m = self.fake.add_message(channel, user, text, thread_ts, files)
         ev: dict[str, Any] = {
             "type": "message",
@@ -671,7 +756,7 @@ class SlackDriver:
             "text": text,
             "ts": m.ts,
             "channel_type": channel_type,
-            "team": TEAM,
+            "team": team or self.fake.team_of(channel),
         }
         if thread_ts:
             ev["thread_ts"] = thread_ts

@@ -63,6 +63,9 @@ class FilesMixin:
     next_ts: Callable[[], str]
     channel_known: Callable[[str], bool]
     _store: Callable[[Message], Message]
+    # From OAuthMixin:
+    bot_in: Callable[[str], str]
+    bot_id_in: Callable[[str], str]
 
     def _new_file_id(self) -> str:
         while True:
@@ -112,7 +115,7 @@ class FilesMixin:
         """Register a file and put it on `message` (e.g. a seeded one), as a user's upload."""
         info = self.add_file(name, data, mimetype=mimetype)
         message.files.append(info)
-        if message.subtype is None and message.user != self.bot_user:
+        if message.subtype is None and message.user != self.bot_in(message.channel):
             message.subtype = "file_share"
         return info
 
@@ -234,11 +237,11 @@ class FilesMixin:
             m = Message(
                 channel,
                 self.next_ts(),
-                self.bot_user,
+                self.bot_in(channel),
                 comment,
                 thread_ts,
                 blocks,
-                self.bot_id,
+                self.bot_id_in(channel),
                 files=[dict(i) for i in infos],
                 subtype="file_share",
             )

@@ -102,6 +102,7 @@ class Call:
     status: int = 200
     error: str | None = None
     retry_after: float = 0.0  # the Retry-After of a 429
+    team: str | None = None  # the workspace of the token that made it
 
 
 @dataclass
@@ -179,6 +180,9 @@ class HistoryMixin:
     bot_id: str
     team_id: str
     _last_us: int
+    # From OAuthMixin: the bot user / bot id of the workspace a channel belongs to.
+    bot_in: Callable[[str], str]
+    bot_id_in: Callable[[str], str]
 
     # -- channels and membership -------------------------------------------
 
@@ -192,7 +196,8 @@ class HistoryMixin:
         team: str | None = None,
     ) -> dict[str, Any]:
         """Register a channel (messages register theirs on their own). `members`: who is in
-        it; without it everybody is, the bot included."""
+        it; without it everybody is, the bot included. `team`: the workspace it belongs to
+        (default TEAM); a token of another workspace gets channel_not_found for it."""
         info = self.channels.setdefault(channel, {"id": channel})
         info["name"] = name or info.get("name") or f"chan-{channel.lower()}"
         info["is_private"] = private
@@ -226,14 +231,14 @@ class HistoryMixin:
     def members_of(self, channel: str) -> list[str]:
         members = self.channel_members.get(channel)
         if members is None:
-            members = {*self.users, self.bot_user}
+            members = {*self.users, self.bot_in(channel)}
         return sorted(members)
 
     def _access(self, channel: str) -> str | None:
         """The error the bot gets reading `channel`, or None."""
         if not channel or not self.channel_known(channel):
             return "channel_not_found"
-        if self.is_member(channel, self.bot_user):
+        if self.is_member(channel, self.bot_in(channel)):
             return None
         if self.channels.get(channel, {}).get("is_private"):
             return "channel_not_found"
@@ -276,8 +281,8 @@ class HistoryMixin:
                 raise ValueError(f"a message {channel}/{ts} exists already")
             user = users[i % len(users)]
             m = Message(channel, ts, user, make_text(i), thread_ts, team=team or self.team_id)
-            if user == self.bot_user:
-                m.bot_id = self.bot_id
+            if user == self.bot_in(channel):
+                m.bot_id = self.bot_id_in(channel)
             out.append(self._store(m))
         return out
 
@@ -457,7 +462,7 @@ class HistoryMixin:
     async def _conversations_members(self, args: dict[str, Any]) -> web.Response:
         channel = str(args.get("channel") or "")
         if not self.channel_known(channel) or (
-            not self.is_member(channel, self.bot_user)
+            not self.is_member(channel, self.bot_in(channel))
             and self.channels.get(channel, {}).get("is_private")
         ):
             return api_err("channel_not_found")
@@ -505,7 +510,7 @@ class HistoryMixin:
             "is_shared": False,
             "is_ext_shared": False,
             "is_org_shared": False,
-            "is_member": self.is_member(channel, self.bot_user),
+            "is_member": self.is_member(channel, self.bot_in(channel)),
             "created": 1_700_000_000,
             "creator": "U1ADA",
             "context_team_id": self.channel_team.get(channel, self.team_id),
@@ -517,7 +522,7 @@ class HistoryMixin:
     async def _conversations_info(self, args: dict[str, Any]) -> web.Response:
         channel = str(args.get("channel") or "")
         if not self.channel_known(channel) or (
-            not self.is_member(channel, self.bot_user)
+            not self.is_member(channel, self.bot_in(channel))
             and self.channels.get(channel, {}).get("is_private")
         ):
             return api_err("channel_not_found")

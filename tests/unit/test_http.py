@@ -28,3 +28,14 @@ async def test_healthz_and_metrics() -> None:
                 assert r.status == 200 and await r.text() == "x_total 1\n"
     finally:
         await server.stop()
+
+
+def test_every_sample_is_labelled_with_the_replica() -> None:
+    from bot.compose import labelled
+
+    text = '# HELP x_total Things.\n# TYPE x_total counter\nx_total{status="ok"} 3\ny 2\n'
+    assert labelled(text, 'web-1:7:a"b') == (
+        "# HELP x_total Things.\n# TYPE x_total counter\n"
+        'x_total{replica="web-1:7:a\\"b",status="ok"} 3\n'
+        'y{replica="web-1:7:a\\"b"} 2\n'
+    )
