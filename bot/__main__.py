@@ -12,6 +12,7 @@ from bot.compose import (
     StartupError,
     build_commands,
     build_engine,
+    build_gate,
     build_model,
     build_personas,
     build_store,
@@ -54,9 +55,13 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
         )
     await check_models(settings, personas)
     store = build_store(settings)
+    # With PostgreSQL, the console is a replica too: it holds its replica lock (or running
+    # replicas would take its replies over) and waits its turn on shared threads.
+    gate = build_gate(store)
     model = build_model(settings)
-    engine = build_engine(settings, store=store, model=model)
+    engine = build_engine(settings, store=store, model=model, gate=gate)
     await store.open()
+    await gate.open()
     try:
         adapter = ConsoleAdapter(
             engine=engine,
@@ -69,6 +74,7 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await engine.scheduler.aclose()
         await model.aclose()
+        await gate.close()
         await store.close()
     return 0
 

@@ -207,6 +207,18 @@ def render_metrics(engine: ConversationEngine) -> str:
         "# TYPE gemini_bot_platform_429_total counter",
         f"gemini_bot_platform_429_total {engine.scheduler.rate_limited}",
     ]
+    shared = engine.scheduler.shared
+    if shared is not None:
+        lines += [
+            "# HELP gemini_bot_shared_budget_waits_total Calls that waited for other replicas'"
+            " use of a shared platform budget.",
+            "# TYPE gemini_bot_shared_budget_waits_total counter",
+            f"gemini_bot_shared_budget_waits_total {shared.waits}",
+            "# HELP gemini_bot_shared_budget_errors_total Shared budget claims that failed"
+            " (the call went on the local limit).",
+            "# TYPE gemini_bot_shared_budget_errors_total counter",
+            f"gemini_bot_shared_budget_errors_total {shared.errors}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -253,13 +265,16 @@ def _secret(value: SecretStr | None) -> str | None:
 
 async def fail_over(recovery: Recovery, targets: TargetFor) -> None:
     """With replicas: every FAILOVER_INTERVAL_S, recover the replies of replicas that died
-    (the same recovery as at start-up; each orphan is claimed by exactly one replica)."""
+    (the same recovery as at start-up; each orphan is claimed by exactly one replica), and
+    this replica's own replies that a failure left with no task (seen so twice in a row)."""
+    seen: set[int] = set()
     while True:
         await asyncio.sleep(FAILOVER_INTERVAL_S)
         try:
             orphans = await recovery.find()
-            if orphans:
-                await recovery.start(orphans, targets)
+            stranded, seen = await recovery.stranded(seen)
+            if orphans or stranded:
+                await recovery.start([*orphans, *stranded], targets)
         except Exception:
             log.exception("looking for replies of stopped replicas failed")
 

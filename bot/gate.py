@@ -51,6 +51,10 @@ class ThreadGate(Protocol):
         """Pending replies no live process is answering, now this process's to recover."""
         ...
 
+    async def own_pending(self) -> list[PendingReply]:
+        """Pending replies this process owns (answering now, or stranded by a failure)."""
+        ...
+
 
 class LocalGate(ThreadLocks):
     """The gate of a single process: its locks, and at start-up every pending reply (the
@@ -71,4 +75,8 @@ class LocalGate(ThreadLocks):
 
     async def orphans(self) -> list[PendingReply]:
         """Every pending reply: this is the database's only process."""
+        return await self.store.pending_replies()
+
+    async def own_pending(self) -> list[PendingReply]:
+        """Every pending reply (this is the only process)."""
         return await self.store.pending_replies()

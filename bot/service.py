@@ -140,6 +140,9 @@ class Service:
 
     async def _drain(self) -> None:
         grace = self.settings.SHUTDOWN_GRACE_SECONDS
+        if self.gate.lost.is_set():
+            # Other replicas are taking this one's replies over: stop answering at once.
+            grace = 0.0
         log.info("shutting down: finishing replies in flight (up to %ss)", grace)
         await self.engine.shutdown(grace=grace)
 

@@ -211,11 +211,22 @@ class Settings(BaseSettings):
             "SLACK_SIGNING_SECRET": self.SLACK_SIGNING_SECRET,
             "ENCRYPTION_KEYS": self.ENCRYPTION_KEYS,
         }
-        return [
+        problems = [
             f"{name}: required for the Slack OAuth install (SLACK_CLIENT_ID is set)"
             for name, value in needs.items()
             if not value
         ]
+        if self.SLACK_APP_TOKEN:
+            problems.append(
+                "SLACK_APP_TOKEN: the OAuth install needs HTTP mode (its pages are served at "
+                "/slack/install); unset it"
+            )
+        if self.SLACK_BOT_TOKEN:
+            problems.append(
+                "SLACK_BOT_TOKEN: unset it with the OAuth install, where each workspace's "
+                "token comes from its install (install the app again in that workspace)"
+            )
+        return problems
 
     def platforms_enabled(self) -> list[str]:
         """Adapters whose tokens are set."""

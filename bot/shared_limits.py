@@ -10,6 +10,7 @@ alone: a reply is worth more than exactness during a database hiccup.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import replace
@@ -22,6 +23,9 @@ from bot.ports import Budget, SharedLimits
 log = logging.getLogger(__name__)
 
 WARN_EVERY_S = 60.0
+# A claim slower than this is given up (the call goes on the local limit): a database that
+# hangs must not hold every platform call.
+CLAIM_TIMEOUT_S = 0.5
 
 
 def terms(bucket: Limiter) -> list[Budget]:
@@ -49,15 +53,16 @@ class SharedSlots:
         self.errors = 0
         self._warned_at = -math.inf
 
-    async def slot(self, bucket: Limiter) -> None:
-        """Return once the call may go by every replica's count (or the count failed)."""
+    async def slot(self, bucket: Limiter) -> bool:
+        """Return once the call may go by every replica's count (or the count failed);
+        True when it had to wait for the other replicas' calls."""
         budgets = terms(bucket)
         if not budgets:
-            return
+            return False
         waited = False
         while True:
             try:
-                wait = await self.limits.take(budgets)
+                wait = await asyncio.wait_for(self.limits.take(budgets), CLAIM_TIMEOUT_S)
             except Exception as exc:
                 self.errors += 1
                 now = self.clock.now()
@@ -66,9 +71,9 @@ class SharedSlots:
                     log.warning(
                         "shared budget %s unavailable, pacing locally: %r", budgets[0].key, exc
                     )
-                return
+                return waited
             if wait <= 0:
-                return
+                return waited
             if not waited:
                 waited = True
                 self.waits += 1

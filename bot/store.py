@@ -191,6 +191,11 @@ class InstallationStore(Protocol):
         """Forget a workspace's installation (its token with it); True if there was one."""
         ...
 
+    async def replace_token(self, platform: str, workspace_id: str, old: str, new: str) -> bool:
+        """Swap a stored token for `new` only if it is still `old` (a re-encryption must not
+        undo an uninstall or a reinstall done meanwhile); True if swapped."""
+        ...
+
     async def forget_workspace(self, platform: str, workspace_id: str) -> int:
         """Delete every conversation (and turn) of a workspace; returns how many."""
         ...

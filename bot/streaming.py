@@ -221,15 +221,20 @@ class _Lane:
 
     async def _call(self, reply: ReplyStream, op: _Op, ticket: Ticket | None) -> None:
         try:
+            shared_wait = False
             try:
                 if ticket is not None and self.scheduler.shared is not None:
-                    await self.scheduler.shared.slot(self.bucket)
+                    shared_wait = await self.scheduler.shared.slot(self.bucket)
                 sent = await reply.run_op(op, self.scheduler.clock)
             finally:
                 if ticket is not None:
                     ticket.done(self.scheduler.clock.now())
             if ticket is None:
                 pass
+            elif sent and ticket.probe and shared_wait:
+                # Held back until the replicas' shared budget had room: it went as a call
+                # within that budget, which proves nothing about room beyond it.
+                self.bucket.failed(ticket)
             elif sent is None:
                 self.bucket.failed(ticket)
             elif sent:
@@ -394,9 +399,10 @@ class EditScheduler:
                     await self._wait_for(bucket, wait)
                     continue
                 ticket = bucket.take_probe() if probe else bucket.take()
+                waited = False
                 try:
                     if self.shared is not None:
-                        await self.shared.slot(bucket)
+                        waited = await self.shared.slot(bucket)
                     await fn()
                 except PlatformRateLimited as exc:
                     bucket.refused(ticket, exc.retry_after)
@@ -406,7 +412,10 @@ class EditScheduler:
                     raise
                 finally:
                     ticket.done(self.clock.now())
-                bucket.succeeded(ticket)
+                if waited and ticket.probe:  # it went within the shared budget: no news
+                    bucket.failed(ticket)
+                else:
+                    bucket.succeeded(ticket)
                 return
         finally:
             bucket.users -= 1

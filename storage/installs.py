@@ -25,6 +25,10 @@ GET_INSTALLATION = f"SELECT {INSTALL_COLS} FROM installations WHERE platform=? A
 DELETE_INSTALLATION = (
     "DELETE FROM installations WHERE platform=? AND workspace_id=? RETURNING workspace_id"
 )
+REPLACE_TOKEN = (
+    "UPDATE installations SET token=? WHERE platform=? AND workspace_id=? AND token=? "
+    "RETURNING workspace_id"
+)
 FORGET_WORKSPACE = "DELETE FROM conversations WHERE platform=? AND workspace_id=? RETURNING id"
 ISSUE_STATE = (
     "INSERT INTO oauth_states (state, expires_at) VALUES (?, ?) "

@@ -37,6 +37,14 @@ class MemoryInstallations:
         """Forget a workspace's installation."""
         return self._installations.pop((platform, workspace_id), None) is not None
 
+    async def replace_token(self, platform: str, workspace_id: str, old: str, new: str) -> bool:
+        """Swap the token if it is still `old`."""
+        found = self._installations.get((platform, workspace_id))
+        if found is None or found.token != old:
+            return False
+        self._installations[(platform, workspace_id)] = replace(found, token=new)
+        return True
+
     async def forget_workspace(self, platform: str, workspace_id: str) -> int:
         """Delete every conversation of a workspace."""
         gone = [k for k in self._convs if (k.platform, k.workspace_id) == (platform, workspace_id)]

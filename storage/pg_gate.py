@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "gemini_bot_threads"
 POLL_S = 0.25
+# The lock connection is checked this often; a check or lock statement that takes longer
+# than STATEMENT_S means the connection is lost (its locks may already be free).
+HEARTBEAT_S = 5.0
+STATEMENT_S = 10.0
+# A turn waiting this long for its thread is logged (once): something holds it up.
+SLOW_WAIT_S = 60.0
 # Dead connections are noticed by the server within about this long even without a FIN
 # (a replica's host lost): TCP keepalives on the lock connection.
 _KEEPALIVE = {
@@ -79,6 +85,8 @@ class PgGate:
         self._conn: asyncpg.Connection | None = None
         self._use = asyncio.Lock()  # one statement at a time on the lock connection
         self._freed: dict[int, asyncio.Event] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._unlocking: set[asyncio.Future[None]] = set()
 
     async def open(self) -> None:
         """Connect the lock connection, hold this replica's lock, listen for freed threads."""
@@ -91,9 +99,13 @@ class PgGate:
             raise
         conn.add_termination_listener(self._terminated)
         self._conn = conn
+        self._heartbeat = asyncio.create_task(self._beat(), name="lock connection heartbeat")
 
     async def close(self) -> None:
         """Close the lock connection (which frees every lock this replica held)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.remove_termination_listener(self._terminated)
@@ -101,8 +113,21 @@ class PgGate:
 
     def _terminated(self, conn: Any) -> None:
         if self._conn is conn:
-            log.critical("lost the database lock connection: other replicas take over")
+            self._lose("it closed")
+
+    def _lose(self, why: str) -> None:
+        if not self.lost.is_set():
+            log.critical("lost the database lock connection (%s): other replicas take over", why)
             self.lost.set()
+
+    async def _beat(self) -> None:
+        """A half-open connection (a network cut) closes nothing: ask it something."""
+        while not self.lost.is_set():
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._fetchval("SELECT 1")
+            except Exception as exc:
+                self._lose(repr(exc))
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         freed = self._freed.pop(int(str(payload)), None)
@@ -113,7 +138,11 @@ class PgGate:
         if self._conn is None:
             raise RuntimeError("gate is not open")
         async with self._use:
-            return await self._conn.fetchval(sql, *args)
+            try:
+                return await self._conn.fetchval(sql, *args, timeout=STATEMENT_S)
+            except TimeoutError:
+                self._lose(f"no answer in {STATEMENT_S:.0f} s")
+                raise
 
     # -- holding a thread ----------------------------------------------------
 
@@ -127,6 +156,7 @@ class PgGate:
     ) -> AsyncIterator[None]:
         """Hold the thread in every replica; with `seq`, once no earlier reply is pending."""
         k = thread_lock(key)
+        slow_at = asyncio.get_running_loop().time() + SLOW_WAIT_S
         while True:
             local = self._local.hold(key)
             await local.__aenter__()
@@ -139,6 +169,9 @@ class PgGate:
                 break
             await local.__aexit__(None, None, None)
             await self._until_freed(k)
+            if asyncio.get_running_loop().time() > slow_at:
+                slow_at = float("inf")
+                log.warning("a turn on %s has waited %.0f s for its thread", key, SLOW_WAIT_S)
         try:
             yield
         finally:
@@ -150,7 +183,16 @@ class PgGate:
     async def _try(self, k: int, conversation_id: int | None, seq: int | None) -> bool:
         """Take the thread's lock without waiting; keep it only if no earlier reply is
         pending (that one goes first, whoever accepted it)."""
-        if not await self._fetchval("SELECT pg_try_advisory_lock($1)", k):
+        try:
+            got = await self._fetchval("SELECT pg_try_advisory_lock($1)", k)
+        except BaseException:
+            # Cancelled or failed after the server may have granted it: let go, or the
+            # lock would stay on the session and hold the thread up for good.
+            task = asyncio.ensure_future(self._unlock_quietly(k))
+            self._unlocking.add(task)
+            task.add_done_callback(self._unlocking.discard)
+            raise
+        if not got:
             return False
         if conversation_id is None or seq is None:
             return True
@@ -168,6 +210,10 @@ class PgGate:
             await self._fetchval("SELECT pg_advisory_unlock($1)", k)
             return False
         return True
+
+    async def _unlock_quietly(self, k: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._fetchval("SELECT pg_advisory_unlock($1)", k)
 
     async def _release(self, k: int) -> None:
         """Unlock and tell every replica waiting for this thread."""
@@ -218,3 +264,13 @@ class PgGate:
         if not claimed:
             return []
         return await self.store.pending_replies_of(claimed)
+
+    async def own_pending(self) -> list[PendingReply]:
+        """Pending replies this replica owns."""
+        rows = await self.store.pool.fetch(
+            "SELECT id FROM turns WHERE status='pending' AND role='model' AND owner=$1",
+            self.replica,
+        )
+        if not rows:
+            return []
+        return await self.store.pending_replies_of([int(r["id"]) for r in rows])

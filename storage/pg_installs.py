@@ -14,6 +14,7 @@ from storage.installs import (
     GET_INSTALLATION,
     ISSUE_STATE,
     PRUNE_STATES,
+    REPLACE_TOKEN,
     SAVE_INSTALLATION,
     install_params,
     installation_from_row,
@@ -46,6 +47,11 @@ class PgInstallations:
     async def delete_installation(self, platform: str, workspace_id: str) -> bool:
         """Forget a workspace's installation and its token."""
         return bool(await self.pool.fetch(numbered(DELETE_INSTALLATION), platform, workspace_id))
+
+    async def replace_token(self, platform: str, workspace_id: str, old: str, new: str) -> bool:
+        """Swap the token if it is still `old`."""
+        rows = await self.pool.fetch(numbered(REPLACE_TOKEN), new, platform, workspace_id, old)
+        return bool(rows)
 
     async def forget_workspace(self, platform: str, workspace_id: str) -> int:
         """Delete every conversation of a workspace (turns by cascade)."""

@@ -35,6 +35,8 @@ from storage.rows import NEW_TURN_COLS, TURN_COLS, changed_columns, turn_from_ro
 
 log = logging.getLogger(__name__)
 
+COMMAND_TIMEOUT_S = 60.0
+
 _CONV_COLS = "id, persona, created_at"
 _KEY_COLS = "(platform, workspace_id, channel_id, thread_id)"
 _KEY_WHERE = "platform=$1 AND workspace_id=$2 AND channel_id=$3 AND thread_id=$4"
@@ -80,7 +82,10 @@ class PostgresStore(PgSideTables, PgInstallations):
 
     async def open(self) -> None:
         """Connect and migrate (replicas starting together apply each migration once)."""
-        pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        # command_timeout: a statement that hangs (a half-open connection) fails instead.
+        pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=self.pool_size, command_timeout=COMMAND_TIMEOUT_S
+        )
         try:
             async with pool.acquire() as db:
                 applied = await migrate(db)
@@ -215,12 +220,15 @@ class PostgresStore(PgSideTables, PgInstallations):
             return None
         sets = ", ".join(f"{col}=${i}" for i, (col, _) in enumerate(pairs, start=1))
         n = len(pairs)
+        # A reply another replica took over (its owner changed) is no longer ours to
+        # write: a replica cut off from the database must not overwrite the new answer.
         row = await self.pool.fetchrow(
             f"UPDATE turns SET {sets} WHERE id=${n + 1} AND conversation_id=${n + 2} "
-            f"RETURNING {TURN_COLS}",
+            f"AND (role='user' OR owner IS NOT DISTINCT FROM ${n + 3}) RETURNING {TURN_COLS}",
             *(value for _, value in pairs),
             turn_id,
             conversation_id,
+            self.replica,
         )
         return None if row is None else turn_from_row(row)
 

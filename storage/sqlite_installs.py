@@ -14,6 +14,7 @@ from storage.installs import (
     GET_INSTALLATION,
     ISSUE_STATE,
     PRUNE_STATES,
+    REPLACE_TOKEN,
     SAVE_INSTALLATION,
     install_params,
     installation_from_row,
@@ -47,6 +48,10 @@ class SqliteInstallations:
     async def delete_installation(self, platform: str, workspace_id: str) -> bool:
         """Forget a workspace's installation and its token."""
         return bool(await self._write(DELETE_INSTALLATION, (platform, workspace_id)))
+
+    async def replace_token(self, platform: str, workspace_id: str, old: str, new: str) -> bool:
+        """Swap the token if it is still `old`."""
+        return bool(await self._write(REPLACE_TOKEN, (new, platform, workspace_id, old)))
 
     async def forget_workspace(self, platform: str, workspace_id: str) -> int:
         """Delete every conversation of a workspace (turns by cascade)."""

@@ -59,6 +59,18 @@ def _drop_token_skipped(record: logging.LogRecord) -> bool:
     return record.getMessage() != warning_token_skipped()
 
 
+def installation_team(body: dict[str, Any]) -> str:
+    """The workspace whose installation an event was sent to: in a Slack Connect channel
+    the envelope's team_id may be the other organisation's, so `authorizations` first (as
+    Bolt reads it)."""
+    auths = body.get("authorizations")
+    if isinstance(auths, list) and auths and isinstance(auths[0], dict):
+        team = auths[0].get("team_id")
+        if isinstance(team, str) and team:
+            return team
+    return str(body.get("team_id") or "")
+
+
 class _Authorize(AsyncAuthorize):
     """Bolt's authorize step from our Workspaces: None for a workspace without the app."""
 
@@ -343,7 +355,7 @@ class SlackAdapter:
         if not user or not channel or not ts:
             return False
         try:  # the installation the event was sent for (Slack Connect: not event.team)
-            ws = await self.ws(str(body.get("team_id") or event.team or ""))
+            ws = await self.ws(installation_team(body) or event.team or "")
         except NotInstalled:
             return False
         if user == ws.bot_user:
@@ -369,7 +381,11 @@ class SlackAdapter:
         target = self.target(
             ws=ws, team=team, channel=channel, thread_ts=root, user=user, on_start=on_start
         )
-        target.begin()  # the placeholder goes out while we read names and the thread
+        if not self.engine.locks.shared:
+            # The placeholder goes out while we read names and the thread. Not with
+            # replicas: the twin event of this message may be claimed on another replica
+            # at this moment, and only the accept decides which one answers.
+            target.begin()
         try:
             message = await self._message(ws, event, key, mentioned=mentioned, is_dm=is_dm)
         except Exception:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
-from bot.crypto import Cipher
+from bot.crypto import Cipher, UnreadableSecret
 from bot.store import InstallationStore
 from bot.types import Installation as Stored
 
@@ -28,9 +28,9 @@ class BotToken:
     """A workspace's bot: its token (plaintext, in memory only) and identity."""
 
     team: str
-    token: str
-    bot_user: str
-    bot_id: str
+    token: str = field(repr=False)  # never in a log line or a traceback's locals
+    bot_user: str = ""
+    bot_id: str = ""
 
 
 def _workspace(enterprise_id: str | None, team_id: str | None) -> str:
@@ -44,6 +44,7 @@ class SlackInstalls(AsyncInstallationStore, AsyncOAuthStateStore):
     def __init__(self, store: InstallationStore, cipher: Cipher) -> None:
         self.store = store
         self.cipher = cipher
+        self._unreadable: set[str] = set()
 
     @property
     def logger(self) -> logging.Logger:
@@ -57,11 +58,20 @@ class SlackInstalls(AsyncInstallationStore, AsyncOAuthStateStore):
         found = await self.store.get_installation("slack", team)
         if found is None:
             return None
-        token = self.cipher.decrypt(found.token)
+        try:
+            token = self.cipher.decrypt(found.token)
+        except UnreadableSecret:
+            # Its key left ENCRYPTION_KEYS too soon: as if not installed (it must install
+            # again), logged once per workspace rather than failing every event.
+            if team not in self._unreadable:
+                self._unreadable.add(team)
+                log.error("slack: no key in ENCRYPTION_KEYS opens the token of %s", team)
+            return None
         if not self.cipher.is_current(found.token):
             # Read under an older key: store it under the newest, so the old key can go.
-            await self.store.save_installation(replace(found, token=self.cipher.encrypt(token)))
-            log.info("slack: re-encrypted the token of %s under the newest key", team)
+            new = self.cipher.encrypt(token)
+            if await self.store.replace_token("slack", team, found.token, new):
+                log.info("slack: re-encrypted the token of %s under the newest key", team)
         return BotToken(team, token, found.bot_user_id, found.bot_id)
 
     async def _save(self, team: str, enterprise: str | None, token: str, **kw: Any) -> None:

@@ -77,7 +77,8 @@ class Workspaces:
     def _workspace(self, team: str, bot_user: str, bot_id: str, token: str) -> Workspace:
         if self._downloads is None or self._downloads.closed:
             self._downloads = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
+                timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         client = self.client(token)
         files = SlackFiles(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
 from bot.engine.outcome import outcome
+from bot.engine.results import FAILED, Accepted, TurnResult, with_thread_note
 from bot.engine.streamed import Streamed
 from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
 from bot.gate import LocalGate, ThreadGate
@@ -34,35 +35,7 @@ from bot.types import (
 
 log = logging.getLogger(__name__)
 
-THREAD_NOTE = (
-    "You are replying in a chat thread. Each user message starts with the speaker's name in "
-    "square brackets, like [Ada]; several people may take part, so keep track of who said what. "
-    "Do not start your own replies with a name in brackets."
-)
-FAILED = "Something went wrong on our side while answering; please try again."
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    """What one turn did (for adapters, tests and metrics)."""
-
-    status: str
-    text: str
-    finish_reason: str | None = None
-    notes: tuple[str, ...] = ()
-    error: BotError | None = None
-    dropped: int = 0
-    user_turn_id: int | None = None
-    model_turn_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A message stored with its pending reply: from here on a crash cannot lose it."""
-
-    conversation: Conversation
-    user_turn: Turn
-    model_turn: Turn
+__all__ = ["FAILED", "Accepted", "ConversationEngine", "TurnResult"]
 
 
 class ConversationEngine:
@@ -101,6 +74,9 @@ class ConversationEngine:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[tuple[str, str]] = set()
+        # Model turns this process is answering now: a pending reply of this process that
+        # is not among them was stranded (see fail_over in bot/compose.py).
+        self.working: set[int] = set()
         self.accepting = True
 
     # -- entry points ------------------------------------------------------
@@ -166,10 +142,24 @@ class ConversationEngine:
             self._release(message)
         if accepted is None:
             return TurnResult("duplicate", "")
+        self.working.add(accepted.model_turn.id)
         target = self.tracked(target, accepted)
         # The sign (placeholder, typing, status) goes out beside the model call, never
         # before it: a placeholder can wait for a busy channel's post budget.
         sign = asyncio.create_task(self._sign(target, message.key))
+        try:
+            return await self._held_turn(accepted, message, target)
+        finally:
+            self.working.discard(accepted.model_turn.id)
+            await asyncio.shield(sign)  # its post is tracked; let it land before we return
+
+    async def _held_turn(
+        self, accepted: Accepted, message: IncomingMessage, target: ReplyTarget
+    ) -> TurnResult:
+        """The turn under its thread's hold. A failure of the hold itself (the database,
+        with replicas) still closes the reply and tells the user, as any failure does: a
+        reply left pending would hold its thread up."""
+        result: TurnResult | None = None
         try:
             async with self.locks.hold(
                 message.key,
@@ -177,13 +167,19 @@ class ConversationEngine:
                 seq=accepted.model_turn.seq,
             ):
                 try:
-                    return await self._turn(accepted, message, target)
+                    result = await self._turn(accepted, message, target)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    return await self._envelope(message, target, exc, accepted)
-        finally:
-            await asyncio.shield(sign)  # its post is tracked; let it land before we return
+                    result = await self._envelope(message, target, exc, accepted)
+                return result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if result is not None:  # only letting go of the thread failed: the turn is done
+                log.warning("releasing the thread %s failed: %r", message.key, exc)
+                return result
+            return await self._envelope(message, target, exc, accepted)
 
     @staticmethod
     async def _sign(target: ReplyTarget, key: ThreadKey) -> None:
@@ -293,7 +289,7 @@ class ConversationEngine:
         if not turns or turns[-1].id != user_turn.id:
             raise ModelTooLarge("message alone exceeds the history budget")
         contents = await self.content.contents(turns)
-        persona = await self.tools.apply(self._with_thread_note(persona, history.dropped), conv.key)
+        persona = await self.tools.apply(with_thread_note(persona, history.dropped), conv.key)
         target = self.tracked(target, accepted)  # before the first post: ids saved at once
         reply = self.scheduler.open(target)
         reply.append(prefix)
@@ -431,15 +427,6 @@ class ConversationEngine:
             turn_id=accepted.model_turn.id,
             saved=accepted.model_turn.message_ids,
         )
-
-    def _with_thread_note(self, persona: Persona, dropped: int) -> Persona:
-        note = THREAD_NOTE
-        if dropped:
-            note += (
-                f" {dropped} earlier message(s) of this thread were left out to fit the "
-                "context; only the first message and the most recent ones are shown."
-            )
-        return replace(persona, system_instruction=f"{persona.system_instruction}\n\n{note}")
 
     async def _deliver_only(self, target: ReplyTarget, text: str) -> None:
         reply = self.scheduler.open(target)

@@ -123,17 +123,36 @@ class Recovery:
 
     async def _one(self, p: PendingReply, target_for: TargetFor) -> None:
         key = p.conversation.key
-        async with self.engine.locks.hold(
-            key, conversation_id=p.conversation.id, seq=p.model_turn.seq
-        ):
-            try:
-                await self._recover(p, target_for)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._count("failed")
-                log.exception("recovery of the reply on %s failed", key)
-                await self._fallback(p, target_for)
+        self.engine.working.add(p.model_turn.id)
+        try:
+            async with self.engine.locks.hold(
+                key, conversation_id=p.conversation.id, seq=p.model_turn.seq
+            ):
+                try:
+                    await self._recover(p, target_for)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._count("failed")
+                    log.exception("recovery of the reply on %s failed", key)
+                    await self._fallback(p, target_for)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the hold failed: still pending, found again later
+            log.warning("recovery of the reply on %s could not hold its thread: %r", key, exc)
+        finally:
+            self.engine.working.discard(p.model_turn.id)
+
+    async def stranded(self, seen: set[int]) -> tuple[list[PendingReply], set[int]]:
+        """This process's pending replies that no task of it is answering (a failure left
+        them): those also seen so at the previous look (`seen`), so a reply whose task is
+        a moment from starting is never taken; and the ids seen so now."""
+        mine = await self.engine.locks.own_pending()
+        idle = [p for p in mine if p.model_turn.id not in self.engine.working]
+        found = [p for p in idle if p.model_turn.id in seen]
+        if found:
+            log.warning("recovery: %d reply(ies) of this process were stranded", len(found))
+        return found, {p.model_turn.id for p in idle} - {p.model_turn.id for p in found}
 
     async def _fallback(self, p: PendingReply, target_for: TargetFor) -> None:
         """A recovery that failed still closes the reply: marked, never left frozen."""

@@ -107,3 +107,29 @@ async def test_three_workspaces_install_talk_and_one_uninstalls(
             ts = await mention(team, "and now?")
             [answer] = fake_slack.bot_messages(channel_of(team), thread_ts=ts)
             assert answer.visible() == f"Still here in {team}"
+
+
+def test_the_installation_team_is_the_authorized_one() -> None:
+    from adapters.slack.adapter import installation_team
+
+    connect = {"team_id": "T9OTHER", "authorizations": [{"team_id": "T1ACME"}]}
+    assert installation_team(connect) == "T1ACME"  # Slack Connect: ours, not theirs
+    assert installation_team({"team_id": "T1ACME"}) == "T1ACME"
+    assert installation_team({"authorizations": "odd"}) == ""
+
+
+def test_oauth_refuses_a_bot_token_or_socket_mode_beside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.settings import load_settings
+
+    values = {
+        "SLACK_CLIENT_ID": "1111.2222",
+        "SLACK_CLIENT_SECRET": "s",
+        "SLACK_SIGNING_SECRET": "x",
+        "ENCRYPTION_KEYS": KEY,
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_APP_TOKEN": "xapp-1",
+    }
+    problems = load_settings(_env_file=None, **values).oauth_problems()
+    assert [p.split(":")[0] for p in problems] == ["SLACK_APP_TOKEN", "SLACK_BOT_TOKEN"]

@@ -52,3 +52,14 @@ async def test_oauth_states_are_good_once_and_until_they_expire(store) -> None:
     assert sorted([first, second]) == [False, True]  # once, even when raced
     assert not await store.consume_state("s-old")
     assert not await store.consume_state("never-issued")
+
+
+async def test_a_token_is_replaced_only_if_it_is_still_the_old_one(store) -> None:
+    await store.save_installation(ONE)
+    assert await store.replace_token("slack", "T1", "ciphertext-1", "ciphertext-new")
+    assert not await store.replace_token("slack", "T1", "ciphertext-1", "stale")  # raced
+    got = await store.get_installation("slack", "T1")
+    assert got is not None and got.token == "ciphertext-new"
+    await store.delete_installation("slack", "T1")
+    assert not await store.replace_token("slack", "T1", "ciphertext-new", "revived")
+    assert await store.get_installation("slack", "T1") is None  # an uninstall stays one

@@ -138,3 +138,26 @@ async def test_the_replies_of_a_dead_replica_are_claimed_by_exactly_one_other(
     winner = b if found_b else c
     async with winner.hold(KEY, conversation_id=conv, seq=seq):
         pass  # the orphan is the earliest pending reply: its thread lets it in
+
+
+async def test_a_reply_taken_over_is_no_longer_written_by_its_old_owner(replicas) -> None:
+    (sa, a), (sb, b) = await replicas(), await replicas()
+    conv, _ = await accept(sa, "hello", "Ev1")
+    [mine] = await a.own_pending()
+    assert await b.own_pending() == []
+    await a.close()  # a is cut off (its lock is free) but its pool still writes
+    [taken] = await b.orphans()
+    late = await sa.update_turn(conv, taken.model_turn.id, TurnUpdate(status="complete"))
+    assert late is None  # fenced: the reply is b's now
+    done = await sb.update_turn(conv, taken.model_turn.id, TurnUpdate(status="complete"))
+    assert done is not None and done.status == "complete"
+    assert mine.model_turn.id == taken.model_turn.id
+    assert await sa.update_turn(conv, taken.user_turn.id, TurnUpdate(error="x")) is not None
+
+
+async def test_a_lost_lock_connection_is_noticed(replicas) -> None:
+    (sa, a) = await replicas()
+    assert not a.lost.is_set()
+    pid = await a._fetchval("SELECT pg_backend_pid()")
+    await sa.pool.execute("SELECT pg_terminate_backend($1)", pid)
+    await until(a.lost.is_set)

@@ -51,8 +51,12 @@ async def test_rotation_reads_under_the_old_key_and_rewrites_under_the_new() -> 
     assert before is not None and after is not None and after.token != before.token
     rotated = SlackInstalls(store, Cipher([NEW]))  # the old key dropped: still readable
     assert (await rotated.bot("T1")) is not None
+    # A key dropped too soon: the workspace reads as not installed, logged once.
+    stranger = SlackInstalls(store, Cipher([Fernet.generate_key().decode()]))
+    assert await stranger.bot("T1") is None
+    assert await stranger.bot("T1") is None
     with pytest.raises(UnreadableSecret):
-        await SlackInstalls(store, Cipher([Fernet.generate_key().decode()])).bot("T1")
+        Cipher([NEW]).decrypt(Cipher([OLD]).encrypt(TOKEN))
 
 
 async def test_delete_and_states() -> None:

@@ -297,3 +297,37 @@ async def test_unexpected_task_failures_are_logged_and_counted(
         await asyncio.sleep(0)
     assert engine.counters["turn_crashes"] == 1
     assert any("failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_gate_that_fails_closes_the_reply_and_tells_the_user(store) -> None:
+    """With replicas the thread's hold asks the database; when that fails the reply must
+    not stay pending (it would hold the thread up): it fails like any turn."""
+    engine = engine_for(store, InstantModel())
+
+    class BrokenGate(type(engine.locks)):  # type: ignore[misc]
+        def hold(self, key, *, conversation_id=None, seq=None):
+            raise ConnectionResetError("database went away")
+
+    engine.locks = BrokenGate(store)
+    tgt = target()
+    result = await engine.handle(msg("hi"), tgt)
+    assert result.status == "failed"
+    assert [c.text for c in tgt.calls if c.kind == "fail"] == [FAILED]
+    conv = await store.get_conversation(KEY)
+    assert (await stored_reply(store, conv.id)).status == "failed"
+    assert engine.working == set()
+
+
+async def test_a_stranded_reply_is_recovered_after_two_looks(store) -> None:
+    """A pending reply of this process that no task answers (a failure left it) is taken
+    up, but only when seen so twice, never at the moment its task is about to start."""
+    engine = engine_for(store, InstantModel())
+    _conv, model = await left_by_a_crash(store)
+    recovery = Recovery(engine)
+    engine.working.add(model.id)  # a task is on it: not stranded
+    assert await recovery.stranded(set()) == ([], set())
+    engine.working.clear()
+    first, seen = await recovery.stranded(set())
+    assert first == [] and seen == {model.id}
+    second, seen = await recovery.stranded(seen)
+    assert [p.model_turn.id for p in second] == [model.id] and seen == set()
