@@ -19,7 +19,6 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.logger.messages import warning_token_skipped
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -35,7 +34,14 @@ from adapters.slack.names import Names
 from adapters.slack.oauth import mount_oauth
 from adapters.slack.target import SlackReplyTarget
 from adapters.slack.text import mentions, readable, user_ids
-from adapters.slack.workspaces import NotInstalled, Workspace, Workspaces
+from adapters.slack.uninstall import Uninstalls
+from adapters.slack.workspaces import (
+    NotInstalled,
+    Workspace,
+    WorkspaceAuthorize,
+    Workspaces,
+    installation_team,
+)
 from bot.access import AccessPolicy
 from bot.commands import Commands
 from bot.engine import ConversationEngine
@@ -57,38 +63,6 @@ SUGGESTED_PROMPTS = [
 
 def _drop_token_skipped(record: logging.LogRecord) -> bool:
     return record.getMessage() != warning_token_skipped()
-
-
-def installation_team(body: dict[str, Any]) -> str:
-    """The workspace whose installation an event was sent to: in a Slack Connect channel
-    the envelope's team_id may be the other organisation's, so `authorizations` first (as
-    Bolt reads it)."""
-    auths = body.get("authorizations")
-    if isinstance(auths, list) and auths and isinstance(auths[0], dict):
-        team = auths[0].get("team_id")
-        if isinstance(team, str) and team:
-            return team
-    return str(body.get("team_id") or "")
-
-
-class _Authorize(AsyncAuthorize):
-    """Bolt's authorize step from our Workspaces: None for a workspace without the app."""
-
-    def __init__(self, adapter: SlackAdapter) -> None:
-        self.adapter = adapter
-
-    async def __call__(
-        self,
-        *,
-        context: Any,
-        enterprise_id: str | None,
-        team_id: str | None,
-        user_id: str | None,
-        actor_enterprise_id: str | None = None,
-        actor_team_id: str | None = None,
-        actor_user_id: str | None = None,
-    ) -> AuthorizeResult | None:
-        return await self.adapter._authorize(team_id or enterprise_id or "")
 
 
 class SlackAdapter:
@@ -138,7 +112,7 @@ class SlackAdapter:
             # Our own authorize: a workspace's token and ids are read once, not per request.
             # An AsyncAuthorize, as Bolt refuses a plain function beside OAuth settings (and
             # its type hint names only functions, though its code takes one).
-            authorize=cast(Callable[..., Awaitable[AuthorizeResult]], _Authorize(self)),
+            authorize=cast(Callable[..., Awaitable[AuthorizeResult]], WorkspaceAuthorize(self)),
             oauth_settings=oauth,
             signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
             request_verification_enabled=app_token is None,
@@ -252,45 +226,12 @@ class SlackAdapter:
         app.use(assistant)
         app.event("app_mention")(self._on_message_event)
         app.event("message")(self._on_message_event)
-        app.event("app_uninstalled")(self._on_uninstalled)
-        app.event("tokens_revoked")(self._on_tokens_revoked)
+        Uninstalls(self).register()
         SlackCommands(self).register()
 
     async def _on_bolt_error(self, error: Exception, body: dict[str, Any]) -> None:
         label = body.get("event_id") if isinstance(body, dict) else None
         log.warning("slack: could not handle event %s: %r", label or "?", error)
-
-    # -- uninstalls ---------------------------------------------------------
-
-    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
-        team = str(body.get("team_id") or "")
-        self.inbox.spawn(self._uninstall(team), what="app_uninstalled")
-
-    async def _on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        tokens = event.get("tokens")
-        if isinstance(tokens, dict) and tokens.get("bot"):  # the bot's token: it is gone
-            team = str(body.get("team_id") or "")
-            self.inbox.spawn(self._uninstall(team), what="tokens_revoked")
-
-    async def _uninstall(self, team: str) -> None:
-        """Forget a workspace that removed the app: its installation and token, and (if
-        SLACK_UNINSTALL_CONVERSATIONS=delete) its conversations. Idempotent: Slack sends
-        both app_uninstalled and tokens_revoked, maybe to two replicas."""
-        self.workspaces.forget(team)
-        installs = self.workspaces.installs
-        if installs is None:
-            log.warning("slack: the app was uninstalled from %s (SLACK_BOT_TOKEN is dead)", team)
-            return
-        removed = await installs.store.delete_installation("slack", team)
-        forgotten = 0
-        if self.forget_on_uninstall:
-            forgotten = await self.engine.store.forget_workspace("slack", team)
-        if removed or forgotten:
-            log.info(
-                "slack: uninstalled from %s: token deleted, %d conversation(s) deleted",
-                team,
-                forgotten,
-            )
 
     # -- assistant view ----------------------------------------------------
 

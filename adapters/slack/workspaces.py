@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiohttp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFiles
@@ -131,3 +134,42 @@ class Workspaces:
         for session in (self._api, self._downloads):
             if session is not None and not session.closed:
                 await session.close()
+
+
+class HasAuthorize(Protocol):
+    """What WorkspaceAuthorize asks of the adapter."""
+
+    async def _authorize(self, team: str) -> AuthorizeResult | None: ...
+
+
+def installation_team(body: dict[str, Any]) -> str:
+    """The workspace whose installation an event was sent to: in a Slack Connect channel
+    the envelope's team_id may be the other organisation's, so `authorizations` first (as
+    Bolt reads it)."""
+    auths = body.get("authorizations")
+    if isinstance(auths, list) and auths and isinstance(auths[0], dict):
+        team = auths[0].get("team_id")
+        if isinstance(team, str) and team:
+            return team
+    return str(body.get("team_id") or "")
+
+
+class WorkspaceAuthorize(AsyncAuthorize):
+    """Bolt's authorize step from our Workspaces: None for a workspace without the app."""
+
+    def __init__(self, adapter: HasAuthorize) -> None:
+        self.adapter = adapter
+
+    async def __call__(
+        self,
+        *,
+        context: Any,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        """The workspace's bot and token (None: the app is not installed there)."""
+        return await self.adapter._authorize(team_id or enterprise_id or "")

@@ -110,7 +110,7 @@ async def test_three_workspaces_install_talk_and_one_uninstalls(
 
 
 def test_the_installation_team_is_the_authorized_one() -> None:
-    from adapters.slack.adapter import installation_team
+    from adapters.slack.workspaces import installation_team
 
     connect = {"team_id": "T9OTHER", "authorizations": [{"team_id": "T1ACME"}]}
     assert installation_team(connect) == "T1ACME"  # Slack Connect: ours, not theirs
