@@ -51,6 +51,13 @@ def new_replica_id() -> str:
     return f"store-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+async def _keep_session(conn: Any) -> None:
+    """Nothing to reset when a pooled connection comes back: this store sets no session
+    state (no LISTEN, no session locks, no SET; the gate has its own connection), and
+    asyncpg still rolls back a transaction left open. asyncpg's default reset costs a
+    round trip per use, half the statements of a turn (bench/replicas.py)."""
+
+
 def _key(key: ThreadKey) -> tuple[str, str, str, str]:
     return (key.platform, key.workspace_id, key.channel_id, key.thread_id)
 
@@ -84,7 +91,11 @@ class PostgresStore(PgSideTables, PgInstallations):
         """Connect and migrate (replicas starting together apply each migration once)."""
         # command_timeout: a statement that hangs (a half-open connection) fails instead.
         pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.pool_size, command_timeout=COMMAND_TIMEOUT_S
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            command_timeout=COMMAND_TIMEOUT_S,
+            reset=_keep_session,
         )
         try:
             async with pool.acquire() as db:
