@@ -224,7 +224,16 @@ class _Lane:
             shared_wait = False
             try:
                 if ticket is not None and self.scheduler.shared is not None:
-                    shared_wait = await self.scheduler.shared.slot(self.bucket)
+                    # The reply is in flight while it waits for the shared slot (which can
+                    # take long when replicas crowd the budget): else a later call of it (its
+                    # final) could be picked, go first, and be overwritten by this one's
+                    # older text. After the wait the call shows the reply's newest state.
+                    reply._in_flight = True
+                    try:
+                        shared_wait = await self.scheduler.shared.slot(self.bucket)
+                    finally:
+                        reply._in_flight = False
+                    op = reply.next_op() or op
                 sent = await reply.run_op(op, self.scheduler.clock)
             finally:
                 if ticket is not None:
@@ -321,6 +330,13 @@ class EditScheduler:
         else:
             est = self.estimate(budget)
             tokens = float(est.burst if est is not None else budget.burst)
+        if self.shared is not None and self.shared.spent_within(
+            budget.key, budget.burst / budget.rate
+        ):
+            # With replicas this replica's limiter sees only its own calls: a claim that
+            # found the shared budget spent moments ago (about the time it takes to refill
+            # its burst) says the workspace is crowded, whatever the local bucket holds.
+            tokens = 0.0
         lane = self._lanes.get(budget.key)
         live = sum(1 for r in list(lane.replies) if not r.delivered) if lane else 0
         return tokens - live - self.promised[budget.key]

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -113,3 +114,13 @@ class ServiceProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def until(cond: Callable[[], bool], *, limit: float, what: Callable[[], str]) -> None:
+    """Poll `cond` (the state of processes seen from outside) until true; after `limit` s
+    fail with `what()`, the state seen."""
+    end = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {limit}s waiting: {what()}")
+        await asyncio.sleep(0.02)

@@ -62,7 +62,7 @@ class ConversationEngine:
         self.history_token_budget = history_token_budget
         self.delivery_timeout = delivery_timeout
         # Who may work on a thread now (across replicas when the store is shared).
-        self.locks: ThreadGate = gate or LocalGate(store)
+        self.locks: ThreadGate = gate if gate is not None else LocalGate(store)
         self.tools = tools or ToolPolicy(store)
         self.counters: Counter[str] = Counter()
         self.content = ContentBuilder(
@@ -145,16 +145,26 @@ class ConversationEngine:
         self.working.add(accepted.model_turn.id)
         target = self.tracked(target, accepted)
         # The sign (placeholder, typing, status) goes out beside the model call, never
-        # before it: a placeholder can wait for a busy channel's post budget.
-        sign = asyncio.create_task(self._sign(target, message.key))
+        # before it: a placeholder can wait for a busy channel's post budget. With replicas
+        # it waits for the thread's turn (_held_turn): posted while an earlier reply of the
+        # thread has no message yet (on another replica, or one whose first text waits for
+        # the gate), it would sit above that reply, out of message order.
+        signs: list[asyncio.Task[None]] = []
+        if not self.locks.shared:
+            signs.append(asyncio.create_task(self._sign(target, message.key)))
         try:
-            return await self._held_turn(accepted, message, target)
+            return await self._held_turn(accepted, message, target, signs)
         finally:
             self.working.discard(accepted.model_turn.id)
-            await asyncio.shield(sign)  # its post is tracked; let it land before we return
+            for sign in signs:  # its post is tracked; let it land before we return
+                await asyncio.shield(sign)
 
     async def _held_turn(
-        self, accepted: Accepted, message: IncomingMessage, target: ReplyTarget
+        self,
+        accepted: Accepted,
+        message: IncomingMessage,
+        target: ReplyTarget,
+        signs: list[asyncio.Task[None]],
     ) -> TurnResult:
         """The turn under its thread's hold. A failure of the hold itself (the database,
         with replicas) still closes the reply and tells the user, as any failure does: a
@@ -166,6 +176,8 @@ class ConversationEngine:
                 conversation_id=accepted.conversation.id,
                 seq=accepted.model_turn.seq,
             ):
+                if not signs:  # replicas: the sign goes out now it is the thread's turn
+                    signs.append(asyncio.create_task(self._sign(target, message.key)))
                 try:
                     result = await self._turn(accepted, message, target)
                 except asyncio.CancelledError:

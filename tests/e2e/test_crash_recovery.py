@@ -41,7 +41,7 @@ from tests.fakes.discord import TOKEN as DISCORD_TOKEN
 from tests.fakes.discord_gateway import BOT_ID as DISCORD_BOT
 from tests.fakes.gemini import FakeGemini, Recorded, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
-from tests.service_process import ServiceProcess
+from tests.service_process import ServiceProcess, until
 
 ADA_DISCORD = "100000000000000001"
 ADA_SLACK = "U1ADA"
@@ -197,15 +197,6 @@ def integrity_after_crash(db: Path, scratch: Path) -> str:
 
 
 # -- waiting ----------------------------------------------------------------------------
-
-
-async def until(cond: Callable[[], bool], *, limit: float, what: Callable[[], str]) -> None:
-    """Poll `cond` until true; after `limit` s fail with `what()` (the state seen)."""
-    end = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {limit}s waiting: {what()}")
-        await asyncio.sleep(0.02)
 
 
 # -- the platforms -----------------------------------------------------------------------
