@@ -77,6 +77,8 @@ class SlackServiceProcess:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.05)
+        # __aexit__ does not run when __aenter__ raises: stop the process here, or it stays.
+        await self.__aexit__(None, None, None)
         raise RuntimeError(f"service did not start: {self.stderr()[-3000:]}")
 
     async def __aexit__(

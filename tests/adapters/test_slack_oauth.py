@@ -133,3 +133,29 @@ def test_oauth_refuses_a_bot_token_or_socket_mode_beside_it(
     }
     problems = load_settings(_env_file=None, **values).oauth_problems()
     assert [p.split(":")[0] for p in problems] == ["SLACK_APP_TOKEN", "SLACK_BOT_TOKEN"]
+
+
+async def test_a_late_uninstall_does_not_delete_a_reinstall() -> None:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from adapters.slack.installs import SlackInstalls
+    from adapters.slack.uninstall import Uninstalls
+    from adapters.slack.workspaces import Workspaces
+    from bot.crypto import Cipher
+    from bot.types import Installation
+    from storage.memory import MemoryStore
+
+    store = MemoryStore()
+    installs = SlackInstalls(store, Cipher([KEY]))
+    now = datetime.now(UTC)
+    await store.save_installation(
+        Installation("slack", "T1ACME", "U0BOT1", "B1", "c", installed_at=now)
+    )
+    workspaces = Workspaces(api_url="http://127.0.0.1:9/api/", max_file_bytes=1, installs=installs)
+    adapter = SimpleNamespace(workspaces=workspaces, forget_on_uninstall=False, engine=None)
+    uninstalls = Uninstalls(adapter)  # type: ignore[arg-type]
+    await uninstalls.uninstall("T1ACME", now - timedelta(minutes=5))  # before the reinstall
+    assert await store.get_installation("slack", "T1ACME") is not None
+    await uninstalls.uninstall("T1ACME", now.replace(microsecond=0))  # this install's own
+    assert await store.get_installation("slack", "T1ACME") is None
