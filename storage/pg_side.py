@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from bot.types import DailyUsage, RemoteFile, Usage
 from storage.blobs import check_size
+from storage.installs import numbered
+from storage.usage_sql import ADD_USAGE, GET_USAGE, usage_params
 
 if TYPE_CHECKING:
     import asyncpg
@@ -108,32 +110,11 @@ class PgSideTables:
 
     async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
         """Add one turn to a user's day."""
-        await self.pool.execute(
-            "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens, "
-            "tool_tokens, cached_tokens) VALUES ($1, $2, $3, 1, $4, $5, $6, $7) "
-            "ON CONFLICT (platform, user_id, day) DO UPDATE SET turns=usage.turns+1, "
-            "prompt_tokens=usage.prompt_tokens+EXCLUDED.prompt_tokens, "
-            "output_tokens=usage.output_tokens+EXCLUDED.output_tokens, "
-            "tool_tokens=usage.tool_tokens+EXCLUDED.tool_tokens, "
-            "cached_tokens=usage.cached_tokens+EXCLUDED.cached_tokens",
-            platform,
-            user_id,
-            day,
-            usage.prompt_tokens,
-            usage.output_tokens,
-            usage.tool_tokens,
-            usage.cached_tokens,
-        )
+        await self.pool.execute(numbered(ADD_USAGE), *usage_params(platform, user_id, day, usage))
 
     async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
         """A user's usage on a day."""
-        row = await self.pool.fetchrow(
-            "SELECT turns, prompt_tokens, output_tokens, tool_tokens, cached_tokens FROM usage "
-            "WHERE platform=$1 AND user_id=$2 AND day=$3",
-            platform,
-            user_id,
-            day,
-        )
+        row = await self.pool.fetchrow(numbered(GET_USAGE), platform, user_id, day)
         return DailyUsage(*row) if row else DailyUsage(0, 0, 0)
 
     # -- service state and channel settings --------------------------------

@@ -32,6 +32,7 @@ from storage.history import PAGE, read_recent
 from storage.migrations import migrate
 from storage.rows import INSERT_TURN, TURN_COLS, changed_columns, turn_from_row, turn_params
 from storage.sqlite_installs import SqliteInstallations
+from storage.usage_sql import ADD_USAGE, GET_USAGE, usage_params
 
 log = logging.getLogger(__name__)
 
@@ -414,31 +415,9 @@ class SqliteStore(ChannelSettings, SqliteInstallations):
 
     async def add_usage(self, platform: str, user_id: str, *, day: str, usage: Usage) -> None:
         """Add one turn to a user's day."""
-        await self._write(
-            "INSERT INTO usage (platform, user_id, day, turns, prompt_tokens, output_tokens, "
-            "tool_tokens, cached_tokens) VALUES (?, ?, ?, 1, ?, ?, ?, ?) "
-            "ON CONFLICT DO UPDATE SET turns=turns+1, "
-            "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
-            "output_tokens=output_tokens+excluded.output_tokens, "
-            "tool_tokens=tool_tokens+excluded.tool_tokens, "
-            "cached_tokens=cached_tokens+excluded.cached_tokens",
-            (
-                platform,
-                user_id,
-                day,
-                usage.prompt_tokens,
-                usage.output_tokens,
-                usage.tool_tokens,
-                usage.cached_tokens,
-            ),
-        )
+        await self._write(ADD_USAGE, usage_params(platform, user_id, day, usage))
 
     async def get_usage(self, platform: str, user_id: str, *, day: str) -> DailyUsage:
         """A user's usage on a day."""
-        rows = await self._rows(
-            "SELECT turns, prompt_tokens, output_tokens, tool_tokens, cached_tokens FROM usage "
-            "WHERE platform=? AND user_id=? AND day=?",
-            (platform, user_id, day),
-        )
-        row = rows[0] if rows else None
-        return DailyUsage(*row) if row else DailyUsage(0, 0, 0)
+        rows = await self._rows(GET_USAGE, (platform, user_id, day))
+        return DailyUsage(*rows[0]) if rows else DailyUsage(0, 0, 0)

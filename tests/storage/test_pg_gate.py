@@ -65,8 +65,9 @@ async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
     task = asyncio.create_task(first())
     await until(lambda: order == ["a in"])
     waiting = asyncio.create_task(b.hold(KEY).__aenter__())
-    await asyncio.sleep(POLL_S * 2)  # b must still be waiting: a holds the thread
-    assert not waiting.done()
+    # b must still be waiting two polls later (a deadline, not a sleep): a holds the thread.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(waiting), POLL_S * 2)
     loop = asyncio.get_running_loop()
     released.set()
     freed_at = loop.time()
@@ -108,8 +109,10 @@ async def test_a_reply_waits_for_an_earlier_one_accepted_by_another_replica(repl
             ran.append("two")
 
     later = asyncio.create_task(second())
-    await asyncio.sleep(POLL_S * 2)  # the thread is free, but "one" is still pending
-    assert ran == [] and not later.done()
+    # The thread is free, but "one" is still pending: "two" waits past two polls.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(later), POLL_S * 2)
+    assert ran == []
     async with a.hold(KEY, conversation_id=conv, seq=first_seq):
         ran.append("one")
         first_turn = (await sa.pending_replies())[0].model_turn
