@@ -64,7 +64,10 @@ async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
 
     task = asyncio.create_task(first())
     await until(lambda: order == ["a in"])
-    waiting = asyncio.create_task(b.hold(KEY).__aenter__())
+    # Keep the context manager: were it collected, its generator's finaliser would let
+    # the thread go before the checks below.
+    b_hold = b.hold(KEY)
+    waiting = asyncio.create_task(b_hold.__aenter__())
     # b must still be waiting two polls later (a deadline, not a sleep): a holds the thread.
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(asyncio.shield(waiting), POLL_S * 2)
@@ -76,6 +79,8 @@ async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
     assert loop.time() - freed_at < POLL_S  # woken by the notice, not by its poll
     assert order == ["a in", "a out"]
     assert b.busy(KEY) and not a.busy(KEY)
+    await b_hold.__aexit__(None, None, None)
+    assert not b.busy(KEY)
     other = ThreadKey("slack", "T1", "C1", "other")
     async with a.hold(other):  # another thread is not held up
         pass
