@@ -160,6 +160,9 @@ class PgGate:
         while True:
             local = self._local.hold(key)
             await local.__aenter__()
+            # Listen before trying: a release between a failed try and the wait would
+            # otherwise go unheard, and the turn would wait a whole poll.
+            freed = self._freed.setdefault(k, asyncio.Event())
             try:
                 ready = await self._try(k, conversation_id, seq)
             except BaseException:
@@ -168,7 +171,7 @@ class PgGate:
             if ready:
                 break
             await local.__aexit__(None, None, None)
-            await self._until_freed(k)
+            await self._until_freed(freed)
             if asyncio.get_running_loop().time() > slow_at:
                 slow_at = float("inf")
                 log.warning("a turn on %s has waited %.0f s for its thread", key, SLOW_WAIT_S)
@@ -221,8 +224,7 @@ class PgGate:
             return  # closed: the server freed it already
         await self._fetchval("SELECT pg_advisory_unlock($1), pg_notify($2, $1::text)", k, CHANNEL)
 
-    async def _until_freed(self, k: int) -> None:
-        freed = self._freed.setdefault(k, asyncio.Event())
+    async def _until_freed(self, freed: asyncio.Event) -> None:
         # Waking on the notice; POLL_S bounds the wait when none comes (a dead holder).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(freed.wait(), POLL_S)

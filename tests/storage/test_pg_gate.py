@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 import pytest
 
 from bot.types import Author, NewTurn, TextPart, ThreadKey, TurnUpdate
+from storage import pg_gate
 from storage.pg_gate import POLL_S, PgGate
 from storage.postgres import PostgresStore
 from tests.helpers import until
@@ -50,8 +51,12 @@ async def accept(store: PostgresStore, text: str, event: str) -> tuple[int, int]
 
 
 async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
-    replicas,
+    replicas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A long poll, so that waking on the notice stands out from waking on the poll even
+    # on a loaded machine (CI runs four workers on two cores).
+    poll = 4.0
+    monkeypatch.setattr(pg_gate, "POLL_S", poll)
     (_, a), (_, b) = await replicas(), await replicas()
     order: list[str] = []
     released = asyncio.Event()
@@ -68,15 +73,15 @@ async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
     # the thread go before the checks below.
     b_hold = b.hold(KEY)
     waiting = asyncio.create_task(b_hold.__aenter__())
-    # b must still be waiting two polls later (a deadline, not a sleep): a holds the thread.
+    # b must still be waiting a while later (a deadline, not a sleep): a holds the thread.
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(waiting), POLL_S * 2)
+        await asyncio.wait_for(asyncio.shield(waiting), 0.5)
     loop = asyncio.get_running_loop()
     released.set()
     freed_at = loop.time()
     await task
     await waiting
-    assert loop.time() - freed_at < POLL_S  # woken by the notice, not by its poll
+    assert loop.time() - freed_at < poll / 2  # woken by the notice, not by its poll
     assert order == ["a in", "a out"]
     assert b.busy(KEY) and not a.busy(KEY)
     await b_hold.__aexit__(None, None, None)
