@@ -261,6 +261,17 @@ class HealthParts(Protocol):
         ...
 
 
+@runtime_checkable
+class EditsBeforeConnected(Protocol):
+    """An adapter that can post and edit messages before its event connection is up
+    (Discord: REST works once logged in, while shards may take minutes to connect)."""
+
+    @property
+    def can_edit(self) -> bool:
+        """True once messages can be posted and edited."""
+        ...
+
+
 __all__ = [
     "Adapter",
     "BlobStore",
@@ -269,6 +280,7 @@ __all__ = [
     "CodeOutput",
     "CodeRun",
     "ConversationStore",
+    "EditsBeforeConnected",
     "EventLog",
     "FileData",
     "Finished",

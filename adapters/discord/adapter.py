@@ -88,6 +88,12 @@ class DiscordAdapter:
         """True while the gateway session is up (READY or RESUMED, not dropped)."""
         return self.bot.connected
 
+    @property
+    def can_edit(self) -> bool:
+        """True once logged in: REST works then, while the gateway (every shard of it) may
+        take minutes more to connect; recovering a reply needs only REST."""
+        return self.bot.user is not None and not self.bot.is_closed()
+
     def health_parts(self) -> dict[str, bool]:
         """Each shard this process runs ("discord:shard:0"...) and whether it is up; empty
         without sharding."""

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from bot.engine.checkpoint import TargetWrapper
-from bot.ports import Adapter, ReplyTarget
+from bot.ports import Adapter, EditsBeforeConnected, ReplyTarget
 from bot.types import PendingReply, ThreadKey, TurnStatus, TurnUpdate
 
 if TYPE_CHECKING:
@@ -63,7 +63,13 @@ CONNECT_WAIT_S = 120.0
 
 def targets_from(adapters: Sequence[Adapter], *, wait: float = CONNECT_WAIT_S) -> TargetFor:
     """Recovery targets from the running adapters: the one named like the thread's
-    platform, once it is connected; None where no adapter can edit that platform."""
+    platform, once it can edit messages (connected, or sooner where it says so);
+    None where no adapter can edit that platform."""
+
+    def ready(adapter: Adapter) -> bool:
+        if isinstance(adapter, EditsBeforeConnected):
+            return adapter.can_edit
+        return adapter.connected
 
     async def target_for(key: ThreadKey, message_ids: tuple[str, ...]) -> ReplyTarget | None:
         adapter = next((a for a in adapters if a.name == key.platform), None)
@@ -72,7 +78,7 @@ def targets_from(adapters: Sequence[Adapter], *, wait: float = CONNECT_WAIT_S) -
             return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not adapter.connected:
+        while not ready(adapter):
             if loop.time() > deadline:
                 log.warning(
                     "recovery: %s did not connect; %s left as interrupted", key.platform, key

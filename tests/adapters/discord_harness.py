@@ -18,8 +18,9 @@ __all__ = ["discord_service", "idle", "until"]
 
 @asynccontextmanager
 async def discord_service(
-    gemini: FakeGemini, fake: FakeDiscord, data: Path, **overrides: Any
+    gemini: FakeGemini, fake: FakeDiscord, data: Path, *, connect: bool = True, **overrides: Any
 ) -> AsyncIterator[Service]:
+    """The service on the fakes; yielded once connected (`connect=False`: once started)."""
     values: dict[str, Any] = {
         "GEMINI_API_KEY": API_KEY,
         "GEMINI_BASE_URL": gemini.base_url,
@@ -35,7 +36,8 @@ async def discord_service(
     service = Service(load_settings(_env_file=None, **values))
     await service.start()
     try:
-        await until(lambda: all(a.connected for a in service.adapters), limit=15)
+        if connect:
+            await until(lambda: all(a.connected for a in service.adapters), limit=15)
         yield service
     finally:
         await service.stop()

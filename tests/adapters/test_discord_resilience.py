@@ -11,10 +11,12 @@ import aiohttp
 import pytest
 
 from adapters.discord import adapter as discord_adapter
+from bot.compose import build_store
+from bot.types import Author, NewTurn, TextPart, ThreadKey
 from tests.adapters.discord_harness import discord_service, idle, until
 from tests.adapters.test_discord import MENTION
 from tests.conftest import ADA
-from tests.fakes.discord import CHANNEL, TOKEN, FakeDiscord
+from tests.fakes.discord import CHANNEL, GUILD, TOKEN, FakeDiscord
 from tests.fakes.gemini import FakeGemini, Reply
 
 
@@ -193,3 +195,50 @@ async def test_a_crashed_client_is_restarted_by_the_service(
     assert fake_discord.identifies == 2
     await mention_is_answered(svc, fake_discord, fake_gemini)
     assert any("adapter discord failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_pending_reply_is_recovered_over_rest_before_the_gateway_connects(
+    fake_gemini: FakeGemini, fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    # With many shards the gateway can take minutes to connect them all (IDENTIFYs are
+    # paced 5 s apart per max_concurrency); recovery needs only REST and must not wait.
+    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
+        fake_gemini.enqueue(Reply(["First answer."]))
+        msg = await fake_discord.say(CHANNEL, ADA, f"{MENTION} start a thread")
+        await until(lambda: bool(fake_discord.bot_messages(msg["id"])))
+        await idle(service)
+        settings = service.settings
+    # What a process killed mid-reply leaves: a follow-up whose reply is still pending.
+    key = ThreadKey("discord", GUILD, CHANNEL, str(msg["id"]))
+    store = build_store(settings)
+    await store.open()
+    try:
+        assert await store.get_conversation(key) is not None
+        await store.accept_turn(
+            key,
+            user=NewTurn("user", (TextPart("and then?"),), author=Author(ADA, "Ada")),
+            reply=NewTurn("model", (), status="pending"),
+            event=None,
+        )
+    finally:
+        await store.close()
+    fake_discord.hold_ready = asyncio.Event()
+    fake_gemini.enqueue(Reply(["Recovered before READY."]))
+    async with discord_service(fake_gemini, fake_discord, tmp_path, connect=False) as service:
+        discord = service.adapters[0]
+
+        def recovered() -> bool:
+            return any(
+                m["content"].endswith("Recovered before READY.")
+                for m in fake_discord.bot_messages(msg["id"])
+            )
+
+        await until(recovered, limit=15)
+        assert not discord.connected  # the gateway still holds READY back
+        fake_discord.hold_ready.set()
+        await until(lambda: discord.connected, limit=15)
+    contents = [m["content"] for m in fake_discord.bot_messages(msg["id"])]
+    assert contents == [
+        "First answer.",
+        "_Regenerated after a restart._\n\nRecovered before READY.",
+    ]

@@ -90,6 +90,8 @@ class GatewayMixin:
         self.refused = 0  # connection attempts refused while the gateway is "down"
         self.refuse_until = 0.0  # time.monotonic() before which connections are refused
         self.resume_ok = True  # False: RESUME gets INVALID_SESSION (d: false)
+        # Set to an unset Event: READY waits for it (a gateway slow to connect every shard).
+        self.hold_ready: asyncio.Event | None = None
         # Sharding (see the module docstring).
         self.gateway_shards = 1  # the count GET /gateway/bot recommends
         self.max_concurrency = 1  # IDENTIFYs allowed per 5 s (not enforced)
@@ -244,6 +246,8 @@ class GatewayMixin:
         }
         if shard is not None:
             ready["shard"] = list(shard)
+        if self.hold_ready is not None:
+            await self.hold_ready.wait()
         await self._send(ws, "READY", ready)
         for g in guilds:
             await self._send(ws, "GUILD_CREATE", self._guild(g))
