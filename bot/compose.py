@@ -197,12 +197,17 @@ def render_metrics(engine: ConversationEngine) -> str:
         "# HELP gemini_bot_turn_crashes_total Turn tasks that ended in an unexpected exception.",
         "# TYPE gemini_bot_turn_crashes_total counter",
         f"gemini_bot_turn_crashes_total {engine.counters['turn_crashes']}",
-        "# HELP gemini_bot_recovered_total Replies left by a crash, by what start-up did.",
+        "# HELP gemini_bot_recovered_total Replies left by a crash, by what start-up did"
+        " (answered: left by a draining replica before it began them).",
         "# TYPE gemini_bot_recovered_total counter",
         *(
             f'gemini_bot_recovered_total{{outcome="{o}"}} {engine.counters[f"recovered_{o}"]}'
-            for o in ("resumed", "marked", "failed")
+            for o in ("resumed", "marked", "failed", "answered")
         ),
+        "# HELP gemini_bot_handed_off_total Messages stored while draining and left to"
+        " another replica to answer.",
+        "# TYPE gemini_bot_handed_off_total counter",
+        f"gemini_bot_handed_off_total {engine.counters['handed_off']}",
         "# HELP gemini_bot_platform_429_total Platform 429 answers received.",
         "# TYPE gemini_bot_platform_429_total counter",
         f"gemini_bot_platform_429_total {engine.scheduler.rate_limited}",

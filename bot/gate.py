@@ -55,6 +55,11 @@ class ThreadGate(Protocol):
         """Pending replies this process owns (answering now, or stranded by a failure)."""
         ...
 
+    async def hand_off(self, turn_id: int) -> None:
+        """Leave a pending reply this process has not begun to the other processes (it is
+        shutting down): the next one to look for orphans answers it."""
+        ...
+
 
 class LocalGate(ThreadLocks):
     """The gate of a single process: its locks, and at start-up every pending reply (the
@@ -80,3 +85,7 @@ class LocalGate(ThreadLocks):
     async def own_pending(self) -> list[PendingReply]:
         """Every pending reply (this is the only process)."""
         return await self.store.pending_replies()
+
+    async def hand_off(self, turn_id: int) -> None:
+        """Nothing to do: the reply stays pending, and this process's next start-up is
+        the one that answers it."""

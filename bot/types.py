@@ -264,6 +264,9 @@ class PendingReply:
     conversation: Conversation
     user_turn: Turn
     model_turn: Turn
+    # Left by a draining replica before it began (ThreadGate.hand_off): answered afresh,
+    # not as a reply a crash cut short.
+    handed_off: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@
   process dies or its connection drops): its pending replies are claimed, each by exactly
   one replica (an UPDATE of the owner), and recovered as at start-up. The "lease" is the
   dead replica's session, so no clock is compared and nothing expires early.
+- **Hand-off**: a draining replica (SIGTERM) still stores the messages it receives, and
+  leaves their replies to the others under an owner no replica is (HANDED_OFF + its name):
+  the next look for orphans claims them at once, and recovery answers them afresh.
 - **Losing the lock connection** frees this replica's locks and makes it look dead to the
   others, which will take its replies over: `lost` is set, and the service stops (to be
   restarted by its supervisor) rather than answer twice.
@@ -27,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -43,6 +47,8 @@ POLL_S = 0.25
 # than STATEMENT_S means the connection is lost (its locks may already be free).
 HEARTBEAT_S = 5.0
 STATEMENT_S = 10.0
+# The owner prefix of replies a draining replica left to the others (see hand_off).
+HANDED_OFF = "handed-off:"
 # A turn waiting this long for its thread is logged (once): something holds it up.
 SLOW_WAIT_S = 60.0
 # Dead connections are noticed by the server within about this long even without a FIN
@@ -235,6 +241,8 @@ class PgGate:
         """True while `replica` holds its lock (its lock connection lives)."""
         if replica is None:
             return False  # written before replicas had names: its process is long gone
+        if replica.startswith(HANDED_OFF):
+            return False  # left to whoever looks first
         if replica == self.replica:
             return True
         k = replica_lock(replica)
@@ -249,6 +257,7 @@ class PgGate:
             "SELECT DISTINCT owner FROM turns WHERE status='pending' AND role='model'"
         )
         claimed: list[int] = []
+        handed: set[int] = set()
         for row in owners:
             owner = row["owner"]
             if await self._alive(owner):
@@ -260,12 +269,18 @@ class PgGate:
                 self.replica,
                 owner,
             )
-            if rows:
-                log.warning("taking over %d unfinished repl(ies) of %s", len(rows), owner)
             claimed.extend(int(r["id"]) for r in rows)
+            if not rows:
+                continue
+            if owner is not None and owner.startswith(HANDED_OFF):
+                handed.update(int(r["id"]) for r in rows)
+                log.info("answering %d repl(ies) a draining %s left", len(rows), owner)
+            else:
+                log.warning("taking over %d unfinished repl(ies) of %s", len(rows), owner)
         if not claimed:
             return []
-        return await self.store.pending_replies_of(claimed)
+        found = await self.store.pending_replies_of(claimed)
+        return [replace(p, handed_off=p.model_turn.id in handed) for p in found]
 
     async def own_pending(self) -> list[PendingReply]:
         """Pending replies this replica owns."""
@@ -276,3 +291,12 @@ class PgGate:
         if not rows:
             return []
         return await self.store.pending_replies_of([int(r["id"]) for r in rows])
+
+    async def hand_off(self, turn_id: int) -> None:
+        """Leave this replica's pending reply to the others (it is draining)."""
+        await self.store.pool.execute(
+            "UPDATE turns SET owner=$1 WHERE id=$2 AND owner=$3 AND status='pending'",
+            HANDED_OFF + self.replica,
+            turn_id,
+            self.replica,
+        )

@@ -19,9 +19,21 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fakes.gemini import API_KEY
+from tests.fakes.gemini import API_KEY, FakeGemini
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def slack_replica_env(slack: FakeSlack, gemini: FakeGemini, database: str) -> dict[str, str]:
+    """A replica's settings: the fake Slack in HTTP mode, the fake Gemini, one database."""
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "GEMINI_BASE_URL": gemini.base_url,
+        "DATABASE_URL": database,
+    }
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
 from bot.engine.outcome import outcome
-from bot.engine.results import FAILED, Accepted, TurnResult, with_thread_note
+from bot.engine.results import FAILED, RESTARTING, Accepted, TurnResult, with_thread_note
 from bot.engine.streamed import Streamed
 from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
 from bot.gate import LocalGate, ThreadGate
@@ -120,19 +120,28 @@ class ConversationEngine:
     async def shutdown(self, *, grace: float) -> None:
         """Stop taking turns; let turns in flight finish for `grace` s, then interrupt them."""
         self.accepting = False
-        pending = set(self._tasks)
-        if pending:
-            _done, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                task.cancel()
-            if still:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # Tasks begun while draining (a message stored and handed off, or told to ask
+        # again) are waited for too, within the same grace.
+        while pending := {t for t in self._tasks if not t.done()}:
+            _done, still = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+            if still and loop.time() >= deadline:
+                for task in still:
+                    task.cancel()
                 await asyncio.wait(still, timeout=10)
+                return
 
     async def handle(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
         """One turn: everything from the user's message to the stored reply."""
         if not self.accepting:
+            # With replicas another one answers it. Not a message with files (fetching
+            # them, and telling what was skipped, would be new work here) or a persona
+            # choice (checked and stored in the thread's turn).
+            if self.locks.shared and not message.attachments and message.persona is None:
+                return await self._hand_off(message, target)
             self._release(message)
-            await self._quiet_fail(target, "The bot is restarting; please try again in a minute.")
+            await self._quiet_fail(target, RESTARTING)
             return TurnResult("rejected", "")
         try:
             accepted = await self.accept(message)
@@ -199,6 +208,26 @@ class ConversationEngine:
             await target.start()
         except Exception as exc:  # no placeholder is no reason not to answer
             log.warning("start of reply on %s failed: %r", key, exc)
+
+    async def _hand_off(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
+        """Shutting down with replicas: store the message as any other, and leave its reply
+        to another replica rather than tell the user to ask again."""
+        try:
+            accepted = await self.accept(message)
+        except Exception as exc:
+            log.warning("could not store a message while shutting down: %r", exc)
+            await self._quiet_fail(target, RESTARTING)
+            return TurnResult("rejected", "")
+        finally:
+            self._release(message)
+        if accepted is None:
+            return TurnResult("duplicate", "")
+        try:
+            await self.locks.hand_off(accepted.model_turn.id)
+        except Exception as exc:  # still ours: taken over as a dead replica's once we stop
+            log.warning("handing a reply on %s off failed: %r", message.key, exc)
+        self.counters["handed_off"] += 1
+        return TurnResult("handed_off", "")
 
     async def accept(self, message: IncomingMessage) -> Accepted | None:
         """Store the message's text and its pending reply in one transaction (with the

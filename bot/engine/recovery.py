@@ -97,7 +97,7 @@ class Recovery:
     def __init__(self, engine: ConversationEngine, *, mode: RecoveryMode = "resume") -> None:
         self.engine = engine
         self.mode = mode
-        self.done: dict[str, int] = {"resumed": 0, "marked": 0, "failed": 0}
+        self.done: dict[str, int] = {"resumed": 0, "marked": 0, "failed": 0, "answered": 0}
 
     def _count(self, outcome: str) -> None:
         self.done[outcome] += 1
@@ -200,7 +200,11 @@ class Recovery:
             self._count("marked")
             return
         wrapped = _Recovered(target, len(turn.message_ids))
-        if self.mode == "resume" and turn.attempts == 0:
+        if p.handed_off and turn.attempts == 0:  # never begun: answered as a new message
+            await store.update_turn(conv.id, turn.id, TurnUpdate(attempts=1))
+            await self._resume(p, wrapped, prefix="")
+            self._count("answered")
+        elif self.mode == "resume" and turn.attempts == 0:
             # Counted before the call: if this answer is cut by another crash, the next
             # start-up marks the message instead of trying again.
             await store.update_turn(conv.id, turn.id, TurnUpdate(attempts=1))
@@ -210,7 +214,7 @@ class Recovery:
             await self._mark(p, wrapped)
             self._count("marked")
 
-    async def _resume(self, p: PendingReply, target: _Recovered) -> None:
+    async def _resume(self, p: PendingReply, target: _Recovered, prefix: str = REGENERATED) -> None:
         from bot.engine.core import Accepted
 
         engine = self.engine
@@ -218,7 +222,7 @@ class Recovery:
         tracked = engine.tracked(target, accepted)  # a new placeholder's id is saved at once
         await tracked.start()  # a sign in the thread when the crash left no message
         persona = await engine.persona_for(p.conversation, p.conversation.persona)
-        await engine.answer(accepted, persona, tracked, prefix=REGENERATED)
+        await engine.answer(accepted, persona, tracked, prefix=prefix)
         # Messages of the old reply that the new one did not need would keep stale text.
         for part in range(target.used + 1, target.existing):
 

@@ -14,6 +14,9 @@ THREAD_NOTE = (
     "Do not start your own replies with a name in brackets."
 )
 FAILED = "Something went wrong on our side while answering; please try again."
+# Told a message that arrives while the only process is shutting down (with replicas,
+# another one answers it: ConversationEngine._hand_off).
+RESTARTING = "The bot is restarting; please try again in a minute."
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -315,6 +316,34 @@ async def test_shutdown_lets_quick_replies_finish(engine, fake_gemini) -> None:
     await until(lambda: bool(fake_gemini.generate_requests()))  # the reply is in flight
     await engine.shutdown(grace=5)
     assert task.result().status == "complete"
+
+
+async def test_shutdown_waits_for_messages_that_arrive_while_draining(engine, fake_gemini) -> None:
+    hold = asyncio.Event()
+    told = asyncio.Event()
+
+    class SlowToTell(RecordingTarget):
+        async def fail(self, user_message: str) -> None:
+            await told.wait()  # a platform slow to take the "ask again" message
+            await super().fail(user_message)
+
+    fake_gemini.enqueue(Reply(["a", "b"], hold_after=1, hold=hold))
+    first = engine.submit(msg("q"), target())
+    await until(lambda: bool(fake_gemini.generate_requests()))
+    draining = asyncio.create_task(engine.shutdown(grace=5))
+    await until(lambda: not engine.accepting)
+    late_target = SlowToTell(SystemClock(), budget=Budget("t", rate=float("inf"), burst=100))
+    late = engine.submit(msg("hello?"), late_target)
+    hold.set()
+    await until(first.done)
+    # Drained of what was in flight when it began, but not of the late message yet.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(draining), 0.3)
+    told.set()
+    await draining
+    assert first.result().status == "complete"
+    assert late.done() and late.result().status == "rejected"
+    assert "restarting" in late_target.calls[-1].text
 
 
 async def test_file_lost_early_by_provider_is_reuploaded_once(engine, fake_gemini) -> None:

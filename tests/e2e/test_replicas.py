@@ -49,8 +49,8 @@ import asyncpg
 import pytest
 
 from tests.fakes.gemini import FakeGemini, Recorded, Reply
-from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
-from tests.service_process import ServiceProcess, until
+from tests.fakes.slack import BOT_USER, FakeSlack, SlackDriver
+from tests.service_process import ServiceProcess, slack_replica_env, until
 
 REPLICAS = 3
 THREADS = 30
@@ -569,13 +569,7 @@ def check_database(run: Run, events: int) -> None:
 async def run(
     fake_gemini: FakeGemini, fake_slack: FakeSlack, database: str, tmp_path: Path
 ) -> AsyncIterator[Run]:
-    env = {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake_slack.api_url,
-        "GEMINI_BASE_URL": fake_gemini.base_url,
-        "DATABASE_URL": database,
-    }
+    env = slack_replica_env(fake_slack, fake_gemini, database)
     replicas = [ServiceProcess(tmp_path / f"replica{r}", env) for r in range(REPLICAS)]
     script = Script(fake_gemini)
     threads = [Thread(i, random.Random(SEED * 1000 + i)) for i in range(THREADS)]

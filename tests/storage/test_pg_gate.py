@@ -168,6 +168,22 @@ async def test_a_reply_taken_over_is_no_longer_written_by_its_old_owner(replicas
     assert await sa.update_turn(conv, taken.user_turn.id, TurnUpdate(error="x")) is not None
 
 
+async def test_a_reply_handed_off_is_claimed_at_once_by_exactly_one_other(replicas) -> None:
+    (sa, a), (_, b), (_, c) = await replicas(), await replicas(), await replicas()
+    _, seq = await accept(sa, "hello", "Ev1")
+    _, other_seq = await accept(sa, "still mine", "Ev2")
+    [first] = [p for p in await a.own_pending() if p.model_turn.seq == seq]
+    await a.hand_off(first.model_turn.id)  # a is draining, and alive
+    assert [p.model_turn.seq for p in await a.own_pending()] == [other_seq]
+    found_b, found_c = await asyncio.gather(b.orphans(), c.orphans())
+    [taken] = found_b + found_c
+    assert (taken.model_turn.seq, taken.handed_off) == (seq, True)
+    assert await b.orphans() == [] and await c.orphans() == []  # a's other reply stays a's
+    # A reply someone else owns already is not a's to hand off.
+    await a.hand_off(first.model_turn.id)
+    assert await b.orphans() == [] and await c.orphans() == []
+
+
 async def test_a_lost_lock_connection_is_noticed(replicas) -> None:
     (sa, a) = await replicas()
     assert not a.lost.is_set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -88,6 +89,34 @@ async def test_resume_answers_again_in_the_frozen_message_once(store) -> None:
     reply = await stored_reply(store, conv.id)
     assert (reply.status, reply.text, reply.attempts) == ("complete", "The full answer.", 1)
     assert await store.pending_replies() == []
+
+
+@pytest.mark.parametrize("mode", ["resume", "mark"])
+async def test_a_reply_handed_off_by_a_draining_replica_is_answered_as_new(
+    store, mode: str
+) -> None:
+    got = await store.accept_turn(
+        KEY,
+        user=NewTurn("user", (TextPart("What is up?"),), author=ADA, token_estimate=3),
+        reply=NewTurn("model", (), status="pending"),
+        event=("test", "e1"),
+    )
+    conv = got[0]
+    [pending] = await store.pending_replies()
+    model = InstantModel("A first answer.")
+    engine = engine_for(store, model)
+    recovery = Recovery(engine, mode=mode)  # type: ignore[arg-type]
+    tgt = target()
+
+    async def target_for(key: ThreadKey, ids: tuple[str, ...]) -> ReplyTarget | None:
+        return tgt
+
+    tasks = await recovery.start([replace(pending, handed_off=True)], target_for)
+    await asyncio.gather(*tasks)
+    assert recovery.done["answered"] == 1
+    assert tgt.started and tgt.visible() == ["A first answer."]  # a sign, then no note
+    reply = await stored_reply(store, conv.id)
+    assert (reply.status, reply.text, reply.attempts) == ("complete", "A first answer.", 1)
 
 
 async def test_a_reply_already_resumed_once_is_marked_not_answered_again(store) -> None:
