@@ -20,8 +20,8 @@ from typing import TextIO
 
 from bot.catchup import Subject, parse_since
 from bot.commands import Commands
-from bot.engine import ConversationEngine
 from bot.errors import BotError
+from bot.facade import Core
 from bot.markup import PLAIN
 from bot.ports import Budget, OutFile, TargetDefaults
 from bot.types import Attachment, Author, IncomingMessage, ThreadKey
@@ -139,7 +139,7 @@ class ConsoleAdapter:
     def __init__(
         self,
         *,
-        engine: ConversationEngine,
+        core: Core,
         commands: Commands,
         thread: str | None = None,
         persona: str | None = None,
@@ -148,7 +148,7 @@ class ConsoleAdapter:
         stderr: TextIO | None = None,
         files_dir: Path | None = None,
     ) -> None:
-        self.engine = engine
+        self.core = core
         self.files_dir = files_dir
         self.commands = commands
         self.thread = thread or new_thread_name()
@@ -221,7 +221,7 @@ class ConsoleAdapter:
             event_id=None,
         )
         self._pending = []
-        await self.engine.handle(message, ConsoleTarget(self._out, self._count, self.files_dir))
+        await self.core.handle(message, ConsoleTarget(self._out, self._count, self.files_dir))
 
     async def _command(self, line: str) -> None:
         name, _, arg = line[1:].partition(" ")

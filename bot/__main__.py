@@ -19,6 +19,7 @@ from bot.compose import (
     check_models,
 )
 from bot.errors import SchemaTooNew
+from bot.facade import Core
 from bot.logs import setup_logging
 from bot.personas import PersonaFileError
 from bot.service import Service
@@ -64,7 +65,7 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
     await gate.open()
     try:
         adapter = ConsoleAdapter(
-            engine=engine,
+            core=Core(engine),
             commands=build_commands(settings, engine),
             thread=args.thread,
             persona=args.persona,

@@ -19,6 +19,7 @@ from bot.catchup import Summariser
 from bot.commands import Commands
 from bot.engine import ConversationEngine, Recovery
 from bot.engine.recovery import TargetFor
+from bot.facade import Core
 from bot.gate import LocalGate, ThreadGate
 from bot.gemini import GeminiChatModel
 from bot.http import HttpServer
@@ -248,7 +249,8 @@ def build_adapters(
 
         adapters.append(
             DiscordAdapter(
-                engine=engine,
+                core=Core(engine),
+                meta=engine.store,
                 commands=commands,
                 access=access,
                 token=settings.DISCORD_TOKEN.get_secret_value(),

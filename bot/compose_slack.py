@@ -9,6 +9,7 @@ from bot.access import AccessPolicy
 from bot.commands import Commands
 from bot.crypto import Cipher
 from bot.engine import ConversationEngine
+from bot.facade import Core
 from bot.http import HttpServer
 from bot.settings import Settings
 
@@ -55,7 +56,7 @@ def build_slack(
         )
         token = None  # every workspace's token comes from its install
     slack = SlackAdapter(
-        engine=engine,
+        core=Core(engine),
         commands=commands,
         access=access,
         bot_token=token,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -233,6 +234,23 @@ class ReplyTarget(Protocol):
         ...
 
 
+class Pacer(Protocol):
+    """Platform calls within their budgets: what adapters and reply targets use of the
+    edit scheduler (bot/streaming.py)."""
+
+    # Calls replies will need beyond their final one, announced before they open (a
+    # placeholder's first-text edit): spare() counts them.
+    promised: Counter[str]
+
+    async def call(self, budget: Budget, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run a one-off platform call (not part of a reply) within a budget."""
+        ...
+
+    def spare(self, budget: Budget) -> float:
+        """Calls the budget can make now without making a reply in flight wait."""
+        ...
+
+
 class Adapter(Protocol):
     """A platform connection. Narrow on purpose."""
 
@@ -295,6 +313,7 @@ __all__ = [
     "ModelEvent",
     "ModelPart",
     "OutFile",
+    "Pacer",
     "ReplyTarget",
     "SettingsStore",
     "SharedLimits",

@@ -29,7 +29,7 @@ from adapters.discord.target import GLOBAL_PER_S, DiscordReplyTarget, global_bud
 from adapters.discord.text import readable, thread_name
 from bot.access import AccessPolicy
 from bot.commands import Commands, summarize_prompt
-from bot.engine import ConversationEngine
+from bot.facade import Core
 from bot.personas import take_persona
 from bot.types import Attachment, Author, IncomingMessage, ThreadKey
 
@@ -46,7 +46,7 @@ class DiscordAdapter:
     def __init__(
         self,
         *,
-        engine: ConversationEngine,
+        core: Core,
         commands: Commands,
         access: AccessPolicy,
         token: str,
@@ -55,11 +55,11 @@ class DiscordAdapter:
         sync_guild: str | None = None,
         max_file_bytes: int = 50 * 1024 * 1024,
         global_per_second: int = GLOBAL_PER_S,
-        meta: MetaStore | None = None,
+        meta: MetaStore,
         shard_count: int | Literal["auto"] | None = None,
         shard_ids: Sequence[int] | None = None,
     ) -> None:
-        self.engine = engine
+        self.core = core
         self.commands = commands
         self.access = access
         self._token = token
@@ -68,7 +68,7 @@ class DiscordAdapter:
         self.sync_guild = sync_guild
         self.max_file_bytes = max_file_bytes
         self.global_budget = global_budget(global_per_second)
-        self.meta: MetaStore = meta if meta is not None else engine.store
+        self.meta = meta
         if shard_ids and not isinstance(shard_count, int):
             raise ValueError("shard_ids need a shard_count that is a number")
         self.shard_count = shard_count
@@ -168,7 +168,6 @@ class DiscordAdapter:
             return
         channel = message.channel
         mentioned = any(u.id == me.id for u in message.mentions)
-        store = self.engine.store
         reference: discord.Message | None = None
         where: discord.abc.Messageable
         key: ThreadKey | None = None  # None: a thread is to be made from this message
@@ -181,7 +180,7 @@ class DiscordAdapter:
             )
             if mentioned:
                 self._joining.add(key)  # before any await: a quick follow-up must see it
-            elif key not in self._joining and await store.get_conversation(key) is None:
+            elif key not in self._joining and not await self.core.knows(key):
                 return
             where, access_channel = channel, str(channel.parent_id)
         elif isinstance(channel, discord.TextChannel):
@@ -197,7 +196,7 @@ class DiscordAdapter:
             return
         if not self.access.allows(
             "discord", str(message.author.id), access_channel, self._roles(message.author)
-        ) or not await self.engine.claim("discord", str(message.id)):  # not a gateway replay
+        ) or not await self.core.claim("discord", str(message.id)):  # not a gateway replay
             if key is not None:
                 self._joining.discard(key)
             return
@@ -219,10 +218,10 @@ class DiscordAdapter:
             if key in self._joining:
                 # Joined from now on, durably; the engine would create it only when its turn
                 # runs.
-                await store.get_or_create_conversation(key)
+                await self.core.join(key)
                 self._joining.discard(key)
         except BaseException:
-            self.engine.release("discord", str(message.id))  # a redelivery may try again
+            self.core.release("discord", str(message.id))  # a redelivery may try again
             raise
         target = self._target(where, key, reference, new_thread=where is not channel)
         incoming = IncomingMessage(
@@ -233,7 +232,7 @@ class DiscordAdapter:
             event_id=str(message.id),
             persona=persona,
         )
-        self.engine.submit(incoming, target)
+        self.core.submit(incoming, target)
 
     def _target(
         self,
@@ -251,7 +250,7 @@ class DiscordAdapter:
         return DiscordReplyTarget(
             channel=where,
             channel_id=channel_id,
-            scheduler=self.engine.scheduler,
+            scheduler=self.core.pacer,
             reference=reference,
             on_message=remember,
             new_thread=new_thread,
@@ -318,7 +317,7 @@ class DiscordAdapter:
             )
 
         try:
-            await self.engine.scheduler.call(self.global_budget, create)
+            await self.core.pacer.call(self.global_budget, create)
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.info("discord: no thread in %s (%s); answering as a reply", channel.id, exc)
             return None
@@ -346,7 +345,7 @@ class DiscordAdapter:
                 str(message.channel.id),
                 str(up.message_id),
             )
-            if await self.engine.store.get_conversation(key) is not None:
+            if await self.core.knows(key):
                 self._chains[parent.id] = key
                 return key
             user_msg = await self._fetch(message.channel, up)
@@ -437,4 +436,4 @@ class DiscordAdapter:
             event_id=f"interaction:{interaction.id}",
             persona=self.commands.summarize_persona(),
         )
-        self.engine.submit(message, target)
+        self.core.submit(message, target)

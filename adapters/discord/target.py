@@ -13,8 +13,7 @@ import discord
 
 from bot.errors import BotError
 from bot.markup import Markup
-from bot.ports import Budget, OutFile, TargetDefaults
-from bot.streaming import EditScheduler
+from bot.ports import Budget, OutFile, Pacer, TargetDefaults
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class DiscordReplyTarget(TargetDefaults):
         *,
         channel: discord.abc.Messageable,
         channel_id: int | str,
-        scheduler: EditScheduler,
+        scheduler: Pacer,
         reference: discord.Message | None = None,
         on_message: Callable[[discord.Message], Awaitable[None]] | None = None,
         new_thread: bool = False,

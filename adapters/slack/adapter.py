@@ -44,7 +44,7 @@ from adapters.slack.workspaces import (
 )
 from bot.access import AccessPolicy
 from bot.commands import Commands
-from bot.engine import ConversationEngine
+from bot.facade import Core
 from bot.personas import take_persona
 from bot.types import Author, IncomingMessage, ThreadKey
 
@@ -73,7 +73,7 @@ class SlackAdapter:
     def __init__(
         self,
         *,
-        engine: ConversationEngine,
+        core: Core,
         commands: Commands,
         access: AccessPolicy,
         bot_token: str | None = None,
@@ -87,7 +87,7 @@ class SlackAdapter:
         require_mention: bool = False,
         max_file_bytes: int = 50 * 1024 * 1024,
     ) -> None:
-        self.engine = engine
+        self.core = core
         self.commands = commands
         self.access = access
         self.app_token = app_token
@@ -261,7 +261,7 @@ class SlackAdapter:
             event.channel or "",
             event.thread_ts or event.ts or "",
         )
-        first = await self.engine.store.get_conversation(key) is None
+        first = not await self.core.knows(key)
         if await self._prepare(event, body, on_start=thinking) and first:
             title = readable(event.text or "", bot_user=self.bot_user, names={})
             await set_title(title[:TITLE_CHARS] or "New chat")
@@ -311,18 +311,18 @@ class SlackAdapter:
         if not is_dm and not mentioned:
             if not thread_ts or self.require_mention:
                 return False
-            if await self.engine.store.get_conversation(key) is None:
+            if not await self.core.knows(key):
                 return False  # a thread the bot is not part of
         if not self.access.allows("slack", user, channel):
             return False
         # Both app_mention and message arrive for one mention, and Slack retries: once only.
         event_id = f"{channel}:{ts}"
-        if not await self.engine.claim("slack", event_id):
+        if not await self.core.claim("slack", event_id):
             return False
         target = self.target(
             ws=ws, team=team, channel=channel, thread_ts=root, user=user, on_start=on_start
         )
-        if not self.engine.locks.shared:
+        if not self.core.shared:
             # The placeholder goes out while we read names and the thread. Not with
             # replicas: the twin event of this message may be claimed on another replica
             # at this moment, and only the accept decides which one answers.
@@ -331,11 +331,11 @@ class SlackAdapter:
             message = await self._message(ws, event, key, mentioned=mentioned, is_dm=is_dm)
         except Exception:
             log.exception("slack: could not prepare message %s in %s", ts, channel)
-            self.engine.release("slack", event_id)
+            self.core.release("slack", event_id)
             await target.start()
             await target.fail("Something went wrong reading this message. Please try again.")
             return False
-        self.engine.submit(message, target)
+        self.core.submit(message, target)
         return True
 
     async def _message(
@@ -345,7 +345,7 @@ class SlackAdapter:
         earlier messages when the bot is called into a thread it never joined."""
         user, raw_text = event.user or "", event.text or ""
         context_text = ""
-        if mentioned and event.thread_ts and await self.engine.store.get_conversation(key) is None:
+        if mentioned and event.thread_ts and not await self.core.knows(key):
             context_text = await self._thread_context(
                 ws, key.channel_id, event.thread_ts, event.ts or ""
             )
@@ -354,7 +354,7 @@ class SlackAdapter:
         names = await self.names_for([user, *others], ws)
         shown = readable(raw_text, bot_user=ws.bot_user, names=names)
         persona, body_text = take_persona(shown)
-        if persona and not (mentioned or is_dm) and not self.engine.personas.has(persona):
+        if persona and not (mentioned or is_dm) and not self.core.has_persona(persona):
             # "+1 agreed" in a thread is a reply, not a persona nobody asked the bot for.
             persona, body_text = None, shown
         if context_text:
@@ -381,7 +381,7 @@ class SlackAdapter:
         """A reply target in one thread, streaming as configured (edit or native)."""
         return SlackReplyTarget(
             client=ws.client,
-            scheduler=self.engine.scheduler,
+            scheduler=self.core.pacer,
             team=team,
             channel=channel,
             thread_ts=thread_ts,
@@ -402,7 +402,7 @@ class SlackAdapter:
             return None
         target = SlackReplyTarget(
             client=ws.client,
-            scheduler=self.engine.scheduler,
+            scheduler=self.core.pacer,
             team=key.workspace_id,
             channel=key.channel_id,
             thread_ts=key.thread_id,

@@ -179,7 +179,7 @@ class SlackCatchup:
             await respond(text=text, response_type="ephemeral", replace_original=True)
             return
         client = (await self.adapter.ws(team)).client
-        scheduler = self.adapter.engine.scheduler
+        scheduler = self.adapter.core.pacer
         try:
             for chunk in chunks(text, DM_CHUNK):
 

@@ -246,7 +246,7 @@ class SlackCommands:
             attachments=tuple(ws.files.attachment(f) for f in files),
             persona=adapter.commands.summarize_persona(),
         )
-        adapter.engine.submit(
+        adapter.core.submit(
             message, adapter.target(ws=ws, team=team, channel=channel, thread_ts=root, user=user)
         )
 

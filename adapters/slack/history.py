@@ -152,7 +152,7 @@ class SlackHistory:
                 raise
             result.update(resp.data if isinstance(resp.data, dict) else {})
 
-        await self.adapter.engine.scheduler.call(budget, once)
+        await self.adapter.core.pacer.call(budget, once)
         return result
 
     async def workspace_url(self, team: str) -> str:

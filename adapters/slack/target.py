@@ -24,8 +24,7 @@ from adapters.slack.webapi import (
 )
 from bot.errors import BotError
 from bot.markup import MARKDOWN
-from bot.ports import OutFile
-from bot.streaming import EditScheduler
+from bot.ports import OutFile, Pacer
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class SlackReplyTarget:
         self,
         *,
         client: AsyncWebClient,
-        scheduler: EditScheduler,
+        scheduler: Pacer,
         team: str,
         channel: str,
         thread_ts: str,

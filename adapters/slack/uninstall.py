@@ -70,7 +70,7 @@ class Uninstalls:
         removed = await installs.store.delete_installation("slack", team)
         forgotten = 0
         if adapter.forget_on_uninstall:
-            forgotten = await adapter.engine.store.forget_workspace("slack", team)
+            forgotten = await adapter.core.forget_workspace("slack", team)
         if removed or forgotten:
             log.info(
                 "slack: uninstalled from %s: token deleted, %d conversation(s) deleted",

@@ -153,7 +153,7 @@ async def test_a_late_uninstall_does_not_delete_a_reinstall() -> None:
         Installation("slack", "T1ACME", "U0BOT1", "B1", "c", installed_at=now)
     )
     workspaces = Workspaces(api_url="http://127.0.0.1:9/api/", max_file_bytes=1, installs=installs)
-    adapter = SimpleNamespace(workspaces=workspaces, forget_on_uninstall=False, engine=None)
+    adapter = SimpleNamespace(workspaces=workspaces, forget_on_uninstall=False, core=None)
     uninstalls = Uninstalls(adapter)  # type: ignore[arg-type]
     await uninstalls.uninstall("T1ACME", now - timedelta(minutes=5))  # before the reinstall
     assert await store.get_installation("slack", "T1ACME") is not None
