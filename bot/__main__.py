@@ -58,7 +58,7 @@ async def console(settings: Settings, args: argparse.Namespace) -> int:
     store = build_store(settings)
     # With PostgreSQL, the console is a replica too: it holds its replica lock (or running
     # replicas would take its replies over) and waits its turn on shared threads.
-    gate = build_gate(store)
+    gate = build_gate(store, serves=False)
     model = build_model(settings)
     engine = build_engine(settings, store=store, model=model, gate=gate)
     await store.open()

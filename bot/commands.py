@@ -78,6 +78,14 @@ class Commands:
         """The persona /summarize uses: `summarizer` when defined, else the thread's own."""
         return SUMMARIZE_PERSONA if self.personas.has(SUMMARIZE_PERSONA) else None
 
+    def busy(self, key: ThreadKey) -> bool:
+        """True while a reply holds the thread here (a command on it will wait)."""
+        return self.locks.busy(key)
+
+    def persona_names(self) -> list[str]:
+        """Every persona's name, in the operators' order."""
+        return [p.name for p in self.personas.all()]
+
     async def list_personas(self, key: ThreadKey | None = None) -> str:
         """All personas, marking the thread's and the channel's choice."""
         thread = channel = None

@@ -115,14 +115,15 @@ def build_shared_limits(store: Store) -> SharedLimits | None:
     return None
 
 
-def build_gate(store: Store) -> ThreadGate:
-    """The thread gate: across replicas for the PostgreSQL store, in-process otherwise."""
+def build_gate(store: Store, *, serves: bool = True) -> ThreadGate:
+    """The thread gate: across replicas for the PostgreSQL store, in-process otherwise
+    (`serves=False`: the console, which takes no other process's replies over)."""
     from storage.postgres import PostgresStore
 
     if isinstance(store, PostgresStore):
         from storage.pg_gate import PgGate
 
-        return PgGate(store)
+        return PgGate(store, serves=serves)
     return LocalGate(store)
 
 

@@ -60,6 +60,15 @@ class ThreadGate(Protocol):
         shutting down): the next one to look for orphans answers it."""
         ...
 
+    async def draining(self) -> None:
+        """This process is shutting down: the others stop counting on it."""
+        ...
+
+    async def peers(self) -> bool:
+        """True while another process serves the database and would answer a reply
+        handed off now."""
+        ...
+
 
 class LocalGate(ThreadLocks):
     """The gate of a single process: its locks, and at start-up every pending reply (the
@@ -87,5 +96,12 @@ class LocalGate(ThreadLocks):
         return await self.store.pending_replies()
 
     async def hand_off(self, turn_id: int) -> None:
-        """Nothing to do: the reply stays pending, and this process's next start-up is
-        the one that answers it."""
+        """Never asked (there are no peers): the reply would stay pending for this
+        process's next start-up."""
+
+    async def draining(self) -> None:
+        """Nobody to tell."""
+
+    async def peers(self) -> bool:
+        """None: this is the database's only process."""
+        return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -238,16 +237,20 @@ class Pacer(Protocol):
     """Platform calls within their budgets: what adapters and reply targets use of the
     edit scheduler (bot/streaming.py)."""
 
-    # Calls replies will need beyond their final one, announced before they open (a
-    # placeholder's first-text edit): spare() counts them.
-    promised: Counter[str]
-
     async def call(self, budget: Budget, fn: Callable[[], Awaitable[None]]) -> None:
         """Run a one-off platform call (not part of a reply) within a budget."""
         ...
 
     def spare(self, budget: Budget) -> float:
         """Calls the budget can make now without making a reply in flight wait."""
+        ...
+
+    def promise(self, budget: Budget) -> None:
+        """A reply will need one more call of this budget (spare() counts it)."""
+        ...
+
+    def keep(self, budget: Budget) -> None:
+        """A promised call is made (or no longer needed)."""
         ...
 
 

@@ -321,6 +321,17 @@ class EditScheduler:
             self._buckets[budget.key] = bucket
         return bucket
 
+    def promise(self, budget: Budget) -> None:
+        """A reply will need one call of `budget` beyond its final (a placeholder's
+        first-text edit): spare() counts it until it is kept."""
+        self.promised[budget.key] += 1
+
+    def keep(self, budget: Budget) -> None:
+        """A promised call is made (or no longer needed)."""
+        self.promised[budget.key] -= 1
+        if self.promised[budget.key] <= 0:
+            del self.promised[budget.key]
+
     def spare(self, budget: Budget) -> float:
         """Calls the budget can make now beyond one for every reply in flight on it and
         every call promised (`promised`): above 0, one more call costs nobody a wait."""

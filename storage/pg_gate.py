@@ -17,7 +17,8 @@
   dead replica's session, so no clock is compared and nothing expires early.
 - **Hand-off**: a draining replica (SIGTERM) still stores the messages it receives, and
   leaves their replies to the others under an owner no replica is (HANDED_OFF + its name):
-  the next look for orphans claims them at once, and recovery answers them afresh.
+  the next look for orphans claims them at once, and recovery answers them afresh. Only
+  while another replica serves: lock connections say which in their application_name.
 - **Losing the lock connection** frees this replica's locks and makes it look dead to the
   others, which will take its replies over: `lost` is set, and the service stops (to be
   restarted by its supervisor) rather than answer twice.
@@ -49,6 +50,11 @@ HEARTBEAT_S = 5.0
 STATEMENT_S = 10.0
 # The owner prefix of replies a draining replica left to the others (see hand_off).
 HANDED_OFF = "handed-off:"
+# The lock connection's application_name (pg_stat_activity): a replica that serves, and
+# so takes over what others leave; one draining; a console (it takes nothing over).
+SERVING = "gemini-bot replica"
+DRAINING = "gemini-bot draining"
+CONSOLE = "gemini-bot console"
 # A turn waiting this long for its thread is logged (once): something holds it up.
 SLOW_WAIT_S = 60.0
 # Dead connections are noticed by the server within about this long even without a FIN
@@ -83,12 +89,14 @@ class PgGate:
 
     shared = True
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, *, serves: bool = True) -> None:
         self.store = store
+        self._app = SERVING if serves else CONSOLE
         self.replica = store.replica
         self.lost = asyncio.Event()
         self._local = ThreadLocks()
         self._conn: asyncpg.Connection | None = None
+        self._pid = 0  # the lock connection's backend
         self._use = asyncio.Lock()  # one statement at a time on the lock connection
         self._freed: dict[int, asyncio.Event] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -96,7 +104,9 @@ class PgGate:
 
     async def open(self) -> None:
         """Connect the lock connection, hold this replica's lock, listen for freed threads."""
-        conn = await asyncpg.connect(self.store.url, server_settings=_KEEPALIVE)
+        conn = await asyncpg.connect(
+            self.store.url, server_settings={**_KEEPALIVE, "application_name": self._app}
+        )
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", replica_lock(self.replica))
             await conn.add_listener(CHANNEL, self._notified)
@@ -105,6 +115,7 @@ class PgGate:
             raise
         conn.add_termination_listener(self._terminated)
         self._conn = conn
+        self._pid = conn.get_server_pid()
         self._heartbeat = asyncio.create_task(self._beat(), name="lock connection heartbeat")
 
     async def close(self) -> None:
@@ -300,3 +311,17 @@ class PgGate:
             turn_id,
             self.replica,
         )
+
+    async def draining(self) -> None:
+        """Tell the others this replica no longer serves (it takes nothing over now)."""
+        await self._fetchval("SELECT set_config('application_name', $1, false)", DRAINING)
+
+    async def peers(self) -> bool:
+        """True while another replica serves the database (it would answer a hand-off)."""
+        found = await self.store.pool.fetchval(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 "
+            "AND datname = current_database() AND pid <> $2 LIMIT 1",
+            SERVING,
+            self._pid,
+        )
+        return bool(found)

@@ -238,7 +238,7 @@ class DiscordAdapter:
         self,
         where: discord.abc.Messageable,
         key: ThreadKey,
-        reference: discord.Message | None,
+        reference: discord.Message | discord.PartialMessage | None,
         *,
         new_thread: bool = False,
     ) -> DiscordReplyTarget:
@@ -275,9 +275,12 @@ class DiscordAdapter:
             except discord.HTTPException:
                 pass
         where = self.bot.get_partial_messageable(channel_id)
-        reference = None if channel_id == int(key.thread_id) or key.workspace_id == "dm" else key
-        target = self._target(where, key, None)
-        if reference is not None:  # new messages of a reply chain continue that chain
+        chain = channel_id != int(key.thread_id) and key.workspace_id != "dm"
+        # A reply chain's new message replies to the chain's root, so the chain goes on
+        # from it (here and, by its reference, after a restart).
+        root = where.get_partial_message(int(key.thread_id)) if chain else None
+        target = self._target(where, key, root)
+        if chain:  # new messages of a reply chain continue that chain
             for mid in message_ids:
                 self._chains[int(mid)] = key
         target.adopt([where.get_partial_message(int(mid)) for mid in message_ids])

@@ -112,9 +112,9 @@ def _persona(adapter: DiscordAdapter, tree: app_commands.CommandTree[Any]) -> No
         _interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return [
-            app_commands.Choice(name=p.name, value=p.name)
-            for p in commands.personas.all()
-            if current.lower() in p.name.lower()
+            app_commands.Choice(name=name, value=name)
+            for name in commands.persona_names()
+            if current.lower() in name.lower()
         ][:25]
 
     @tree.command(name="persona", description="List personas, or pick one for this thread")
@@ -221,5 +221,5 @@ async def wait_for_thread(
 ) -> None:
     """Defer first when a reply holds the thread: /forget and /persona wait for it, which
     can take longer than Discord's 3 s to answer an interaction."""
-    if adapter.commands.locks.busy(key):
+    if adapter.commands.busy(key):
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -69,7 +69,7 @@ class DiscordReplyTarget(TargetDefaults):
         channel: discord.abc.Messageable,
         channel_id: int | str,
         scheduler: Pacer,
-        reference: discord.Message | None = None,
+        reference: discord.Message | discord.PartialMessage | None = None,
         on_message: Callable[[discord.Message], Awaitable[None]] | None = None,
         new_thread: bool = False,
         global_limit: Budget | None = None,

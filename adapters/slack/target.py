@@ -111,7 +111,7 @@ class SlackReplyTarget:
             # edit there for its first text, which the other replies' finals need. The
             # first text is posted as the message instead, from the channel's budget.
             return
-        self.scheduler.promised[self.budget.key] += 1
+        self.scheduler.promise(self.budget)
         self._promised = self._placeholder_pending = True
         try:
             await self._new_message(PLACEHOLDER, early=True)
@@ -129,10 +129,7 @@ class SlackReplyTarget:
         """The placeholder's first-text edit is made (or no longer needed)."""
         if self._promised:
             self._promised = False
-            promised = self.scheduler.promised
-            promised[self.budget.key] -= 1
-            if promised[self.budget.key] <= 0:
-                del promised[self.budget.key]
+            self.scheduler.keep(self.budget)
 
     def edits(self, part: int, text: str) -> bool:
         """False when showing `text` as message `part` needs no chat.update: the message

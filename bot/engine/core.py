@@ -11,8 +11,9 @@ from typing import Any
 
 from bot.engine.checkpoint import Checkpointer, TrackedTarget
 from bot.engine.content import ContentBuilder, estimate
+from bot.engine.drain import arriving, shut_down
 from bot.engine.outcome import outcome
-from bot.engine.results import FAILED, RESTARTING, Accepted, TurnResult, with_thread_note
+from bot.engine.results import FAILED, Accepted, TurnResult, with_thread_note
 from bot.engine.streamed import Streamed
 from bot.errors import BotError, ModelError, ModelFileUnavailable, ModelTooLarge
 from bot.gate import LocalGate, ThreadGate
@@ -78,6 +79,9 @@ class ConversationEngine:
         # is not among them was stranded (see fail_over in bot/compose.py).
         self.working: set[int] = set()
         self.accepting = True
+        # Set once a shutdown is past its turns in flight: arriving messages no longer
+        # touch the store (bot/engine/drain.py).
+        self.closed = False
 
     # -- entry points ------------------------------------------------------
 
@@ -117,32 +121,19 @@ class ConversationEngine:
         """Turns being handled now."""
         return len(self._tasks)
 
+    def live_tasks(self) -> set[asyncio.Task[Any]]:
+        """The tracked tasks not finished yet."""
+        return {t for t in self._tasks if not t.done()}
+
     async def shutdown(self, *, grace: float) -> None:
-        """Stop taking turns; let turns in flight finish for `grace` s, then interrupt them."""
-        self.accepting = False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        # Tasks begun while draining (a message stored and handed off, or told to ask
-        # again) are waited for too, within the same grace.
-        while pending := {t for t in self._tasks if not t.done()}:
-            _done, still = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
-            if still and loop.time() >= deadline:
-                for task in still:
-                    task.cancel()
-                await asyncio.wait(still, timeout=10)
-                return
+        """Stop taking turns; let turns in flight finish for `grace` s, then interrupt them
+        (bot/engine/drain.py)."""
+        await shut_down(self, grace=grace)
 
     async def handle(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
         """One turn: everything from the user's message to the stored reply."""
         if not self.accepting:
-            # With replicas another one answers it. Not a message with files (fetching
-            # them, and telling what was skipped, would be new work here) or a persona
-            # choice (checked and stored in the thread's turn).
-            if self.locks.shared and not message.attachments and message.persona is None:
-                return await self._hand_off(message, target)
-            self._release(message)
-            await self._quiet_fail(target, RESTARTING)
-            return TurnResult("rejected", "")
+            return await arriving(self, message, target)
         try:
             accepted = await self.accept(message)
         except Exception as exc:
@@ -209,26 +200,6 @@ class ConversationEngine:
         except Exception as exc:  # no placeholder is no reason not to answer
             log.warning("start of reply on %s failed: %r", key, exc)
 
-    async def _hand_off(self, message: IncomingMessage, target: ReplyTarget) -> TurnResult:
-        """Shutting down with replicas: store the message as any other, and leave its reply
-        to another replica rather than tell the user to ask again."""
-        try:
-            accepted = await self.accept(message)
-        except Exception as exc:
-            log.warning("could not store a message while shutting down: %r", exc)
-            await self._quiet_fail(target, RESTARTING)
-            return TurnResult("rejected", "")
-        finally:
-            self._release(message)
-        if accepted is None:
-            return TurnResult("duplicate", "")
-        try:
-            await self.locks.hand_off(accepted.model_turn.id)
-        except Exception as exc:  # still ours: taken over as a dead replica's once we stop
-            log.warning("handing a reply on %s off failed: %r", message.key, exc)
-        self.counters["handed_off"] += 1
-        return TurnResult("handed_off", "")
-
     async def accept(self, message: IncomingMessage) -> Accepted | None:
         """Store the message's text and its pending reply in one transaction (with the
         event mark); None when the event was already handled."""
@@ -275,7 +246,7 @@ class ConversationEngine:
             except Exception as store_exc:  # left pending: start-up recovery will see it
                 log.warning("could not record the failure on %s: %r", message.key, store_exc)
         try:
-            await self._quiet_fail(target, note)
+            await self.tell(target, note)
         except Exception as fail_exc:
             log.warning("could not tell the user on %s: %r", message.key, fail_exc)
         return TurnResult("failed", "", error=exc if isinstance(exc, BotError) else None)
@@ -384,11 +355,11 @@ class ConversationEngine:
             self.counters["files_posted"] += len(files)
         except BotError as exc:
             log.warning("files of the reply on %s not posted: %s", key, exc)
-            await self._quiet_fail(target, exc.user_message)
+            await self.tell(target, exc.user_message)
         except Exception as exc:
             log.warning("files of the reply on %s not posted: %r", key, exc)
             names = ", ".join(f.name for f in files)
-            await self._quiet_fail(target, f"I could not post {names} here.")
+            await self.tell(target, f"I could not post {names} here.")
 
     async def _stream(
         self,
@@ -475,7 +446,8 @@ class ConversationEngine:
         reply.close()
         await reply.wait(self.delivery_timeout)
 
-    async def _quiet_fail(self, target: ReplyTarget, message: str) -> None:
+    async def tell(self, target: ReplyTarget, message: str) -> None:
+        """Show only this message as the reply (no turn is stored for it)."""
         reply = self.scheduler.open(target)
         reply.close(fail_message=message)
         await reply.wait(self.delivery_timeout)

@@ -197,19 +197,9 @@ async def test_a_crashed_client_is_restarted_by_the_service(
     assert any("adapter discord failed" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_pending_reply_is_recovered_over_rest_before_the_gateway_connects(
-    fake_gemini: FakeGemini, fake_discord: FakeDiscord, tmp_path: Path
-) -> None:
-    # With many shards the gateway can take minutes to connect them all (IDENTIFYs are
-    # paced 5 s apart per max_concurrency); recovery needs only REST and must not wait.
-    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
-        fake_gemini.enqueue(Reply(["First answer."]))
-        msg = await fake_discord.say(CHANNEL, ADA, f"{MENTION} start a thread")
-        await until(lambda: bool(fake_discord.bot_messages(msg["id"])))
-        await idle(service)
-        settings = service.settings
-    # What a process killed mid-reply leaves: a follow-up whose reply is still pending.
-    key = ThreadKey("discord", GUILD, CHANNEL, str(msg["id"]))
+async def leave_pending(settings: Any, key: ThreadKey) -> None:
+    """What a process killed mid-reply (or a replica's hand-off) leaves: a follow-up whose
+    reply is still pending, with no message posted for it yet."""
     store = build_store(settings)
     await store.open()
     try:
@@ -222,6 +212,20 @@ async def test_a_pending_reply_is_recovered_over_rest_before_the_gateway_connect
         )
     finally:
         await store.close()
+
+
+async def test_a_pending_reply_is_recovered_over_rest_before_the_gateway_connects(
+    fake_gemini: FakeGemini, fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    # With many shards the gateway can take minutes to connect them all (IDENTIFYs are
+    # paced 5 s apart per max_concurrency); recovery needs only REST and must not wait.
+    async with discord_service(fake_gemini, fake_discord, tmp_path) as service:
+        fake_gemini.enqueue(Reply(["First answer."]))
+        msg = await fake_discord.say(CHANNEL, ADA, f"{MENTION} start a thread")
+        await until(lambda: bool(fake_discord.bot_messages(msg["id"])))
+        await idle(service)
+        settings = service.settings
+    await leave_pending(settings, ThreadKey("discord", GUILD, CHANNEL, str(msg["id"])))
     fake_discord.hold_ready = asyncio.Event()
     fake_gemini.enqueue(Reply(["Recovered before READY."]))
     async with discord_service(fake_gemini, fake_discord, tmp_path, connect=False) as service:
@@ -242,3 +246,38 @@ async def test_a_pending_reply_is_recovered_over_rest_before_the_gateway_connect
         "First answer.",
         "_Regenerated after a restart._\n\nRecovered before READY.",
     ]
+
+
+async def test_a_reply_chains_pending_reply_is_recovered_into_the_chain(
+    fake_gemini: FakeGemini, tmp_path: Path
+) -> None:
+    fake = FakeDiscord()
+    fake.add_user(ADA, "ada")
+    fake.can_create_threads = False  # the bot answers in reply chains
+    await fake.start()
+    try:
+        fake_gemini.enqueue(Reply(["One."]))
+        async with discord_service(fake_gemini, fake, tmp_path) as service:
+            q = await fake.say(CHANNEL, ADA, f"{MENTION} start")
+            await idle(service)
+            settings = service.settings
+        await leave_pending(settings, ThreadKey("discord", GUILD, CHANNEL, str(q["id"])))
+        fake_gemini.enqueue(Reply(["Two."]), Reply(["Three."]))
+        async with discord_service(fake_gemini, fake, tmp_path) as service:
+            await until(lambda: len(fake.bot_messages(CHANNEL)) == 2)
+            await idle(service)
+            recovered = fake.bot_messages(CHANNEL)[-1]
+            assert recovered["content"].endswith("Two.")
+            assert recovered["message_reference"]["message_id"] == q["id"]  # in the chain
+            await fake.say(CHANNEL, ADA, "and after that?", reference=recovered["id"])
+            await until(lambda: len(fake.bot_messages(CHANNEL)) == 3)
+            await idle(service)
+        assert fake_gemini.generate_requests()[-1].texts() == [
+            "[Ada] start",
+            "One.",
+            "[Ada] and then?",
+            "Two.",
+            "[Ada] and after that?",
+        ]
+    finally:
+        await fake.close()

@@ -184,6 +184,23 @@ async def test_a_reply_handed_off_is_claimed_at_once_by_exactly_one_other(replic
     assert await b.orphans() == [] and await c.orphans() == []
 
 
+async def test_peers_are_the_other_replicas_that_serve(
+    replicas, pg_stores: Callable[[], Awaitable[PostgresStore]]
+) -> None:
+    (_, a) = await replicas()
+    assert not await a.peers()  # alone
+    console = PgGate(await pg_stores(), serves=False)
+    await console.open()
+    try:
+        assert not await a.peers()  # a console takes nothing over
+        (_, b) = await replicas()
+        assert await a.peers() and await b.peers()
+        await a.draining()
+        assert not await b.peers() and await a.peers()  # b serves; a drains
+    finally:
+        await console.close()
+
+
 async def test_a_lost_lock_connection_is_noticed(replicas) -> None:
     (sa, a) = await replicas()
     assert not a.lost.is_set()

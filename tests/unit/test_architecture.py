@@ -1,7 +1,7 @@
 """The layering rules of the guide, read from the sources' imports: `bot/` imports no
 platform SDK; only `bot/gemini.py` imports google.genai; only `storage/` imports a database
 driver; adapters reach the core through `bot.facade` and `bot.ports`, never the engine's
-parts or a store."""
+parts (by import, or by attribute through another object)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def under(modules: set[str], roots: tuple[str, ...]) -> list[str]:
 
 
 def sources(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+    """The folder's Python files (never none: a wrong ROOT would pass every check)."""
+    found = sorted((ROOT / folder).rglob("*.py"))
+    assert found, f"no sources under {folder}/"
+    return found
 
 
 def test_bot_imports_no_platform_sdk() -> None:
@@ -71,3 +74,14 @@ def test_adapters_reach_the_core_through_the_facade() -> None:
         if (found := under(imports(p), ENGINE_PARTS))
     }
     assert bad == {}
+
+
+def test_adapters_reach_no_engine_part_by_attribute() -> None:
+    inside = {"engine", "_engine", "locks", "personas", "promised"}
+    bad = sorted(
+        f"{p.relative_to(ROOT)}:{node.lineno} .{node.attr}"
+        for p in sources("adapters")
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p)))
+        if isinstance(node, ast.Attribute) and node.attr in inside
+    )
+    assert bad == []
