@@ -210,6 +210,10 @@ def render_metrics(engine: ConversationEngine) -> str:
         " another replica to answer.",
         "# TYPE gemini_bot_handed_off_total counter",
         f"gemini_bot_handed_off_total {engine.counters['handed_off']}",
+        "# HELP gemini_bot_hand_off_failures_total Messages stored while draining whose"
+        " hand-off failed (taken over once this replica has stopped).",
+        "# TYPE gemini_bot_hand_off_failures_total counter",
+        f"gemini_bot_hand_off_failures_total {engine.counters['hand_off_failures']}",
         "# HELP gemini_bot_platform_429_total Platform 429 answers received.",
         "# TYPE gemini_bot_platform_429_total counter",
         f"gemini_bot_platform_429_total {engine.scheduler.rate_limited}",

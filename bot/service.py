@@ -22,6 +22,7 @@ from bot.compose import (
     replica_name,
 )
 from bot.engine import Recovery
+from bot.engine.drain import announce_draining
 from bot.engine.recovery import targets_from
 from bot.http import HttpServer
 from bot.ports import HealthParts
@@ -113,6 +114,9 @@ class Service:
                 fail_over(self.recovery, targets_from(self.adapters)), name="failover"
             )
             stack.push_async_callback(_cancel, failover)
+            # Before this replica stops taking others' replies over (the callbacks run in
+            # reverse), it stops counting as one that would answer a hand-off.
+            stack.push_async_callback(announce_draining, self.engine)
 
     def _start_adapters(self, stack: AsyncExitStack) -> None:
         """Each adapter under a Supervisor: a crash restarts it, never stops the others."""

@@ -50,11 +50,21 @@ HEARTBEAT_S = 5.0
 STATEMENT_S = 10.0
 # The owner prefix of replies a draining replica left to the others (see hand_off).
 HANDED_OFF = "handed-off:"
-# The lock connection's application_name (pg_stat_activity): a replica that serves, and
-# so takes over what others leave; one draining; a console (it takes nothing over).
-SERVING = "gemini-bot replica"
-DRAINING = "gemini-bot draining"
-CONSOLE = "gemini-bot console"
+# The lock connection's application_name (pg_stat_activity), then the replica's name: a
+# replica that serves, and so takes over what others leave; one draining; a console (it
+# takes nothing over). PostgreSQL keeps 63 bytes of it.
+SERVING = "gemini-bot replica "
+DRAINING = "gemini-bot draining "
+CONSOLE = "gemini-bot console "
+
+
+def app_name(role: str, replica: str) -> str:
+    """A lock connection's application_name, cut as PostgreSQL cuts it: the replica's name
+    backwards (suffix:pid:host), so that a long host name is what gets cut."""
+    name = role + ":".join(reversed(replica.split(":")))
+    return name.encode()[:63].decode(errors="ignore")
+
+
 # A turn waiting this long for its thread is logged (once): something holds it up.
 SLOW_WAIT_S = 60.0
 # Dead connections are noticed by the server within about this long even without a FIN
@@ -91,12 +101,11 @@ class PgGate:
 
     def __init__(self, store: PostgresStore, *, serves: bool = True) -> None:
         self.store = store
-        self._app = SERVING if serves else CONSOLE
+        self._app = app_name(SERVING if serves else CONSOLE, store.replica)
         self.replica = store.replica
         self.lost = asyncio.Event()
         self._local = ThreadLocks()
         self._conn: asyncpg.Connection | None = None
-        self._pid = 0  # the lock connection's backend
         self._use = asyncio.Lock()  # one statement at a time on the lock connection
         self._freed: dict[int, asyncio.Event] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -115,7 +124,6 @@ class PgGate:
             raise
         conn.add_termination_listener(self._terminated)
         self._conn = conn
-        self._pid = conn.get_server_pid()
         self._heartbeat = asyncio.create_task(self._beat(), name="lock connection heartbeat")
 
     async def close(self) -> None:
@@ -314,14 +322,17 @@ class PgGate:
 
     async def draining(self) -> None:
         """Tell the others this replica no longer serves (it takes nothing over now)."""
-        await self._fetchval("SELECT set_config('application_name', $1, false)", DRAINING)
+        self._app = app_name(DRAINING, self.replica)
+        await self._fetchval("SELECT set_config('application_name', $1, false)", self._app)
 
     async def peers(self) -> bool:
         """True while another replica serves the database (it would answer a hand-off)."""
+        # By name, not backend pid: behind a session-mode pooler the pid seen may not
+        # be the server's.
         found = await self.store.pool.fetchval(
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 "
-            "AND datname = current_database() AND pid <> $2 LIMIT 1",
+            "SELECT 1 FROM pg_stat_activity WHERE starts_with(application_name, $1) "
+            "AND application_name <> $2 AND datname = current_database() LIMIT 1",
             SERVING,
-            self._pid,
+            app_name(SERVING, self.replica),
         )
         return bool(found)

@@ -82,6 +82,7 @@ class ConversationEngine:
         # Set once a shutdown is past its turns in flight: arriving messages no longer
         # touch the store (bot/engine/drain.py).
         self.closed = False
+        self.draining_announced = False
 
     # -- entry points ------------------------------------------------------
 

@@ -22,24 +22,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The least time messages caught mid-hand-off get once the turns in flight are done (a
-# store write and an UPDATE: milliseconds), unless the grace is shorter still.
+# How long the messages caught mid-hand-off get once the turns in flight are done (a store
+# write and an UPDATE: milliseconds), unless the grace is shorter still.
 LATE_S = 5.0
+# How long telling the other replicas may take (their view of this one is only a hint).
+ANNOUNCE_S = 2.0
+
+
+async def announce_draining(engine: ConversationEngine) -> None:
+    """Tell the other replicas this one drains: they stop counting on it to take a
+    hand-off over. Once is enough; a failure only costs that hint."""
+    if not engine.locks.shared or engine.draining_announced or engine.locks.lost.is_set():
+        return
+    engine.draining_announced = True
+    try:
+        await asyncio.wait_for(engine.locks.draining(), ANNOUNCE_S)
+    except Exception as exc:
+        log.warning("could not tell the other replicas this one is draining: %r", exc)
 
 
 async def shut_down(engine: ConversationEngine, *, grace: float) -> None:
-    """Stop taking turns; let turns in flight finish for `grace` s, then interrupt them."""
+    """Stop taking turns. Phase one: the turns in flight get `grace` s, then are
+    interrupted. Phase two: arriving messages no longer touch the store, and those being
+    stored or handed off get up to LATE_S more."""
     engine.accepting = False
-    if engine.locks.shared:
-        try:
-            await engine.locks.draining()
-        except Exception as exc:  # its lock connection is gone: the others know already
-            log.warning("could not tell the other replicas this one is draining: %r", exc)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
+    await announce_draining(engine)
+    if engine.locks.lost.is_set():  # the others are taking this one's replies over now
+        deadline = loop.time()
     await _finish(engine.live_tasks(), deadline - loop.time())
     engine.closed = True
-    await _finish(engine.live_tasks(), max(deadline - loop.time(), min(grace, LATE_S)))
+    await _finish(engine.live_tasks(), min(grace, LATE_S))
 
 
 async def _finish(tasks: set[asyncio.Task[Any]], within: float) -> None:
@@ -64,7 +78,7 @@ async def arriving(
         except Exception as exc:
             log.warning("could not look for another replica to answer %s: %r", message.key, exc)
             serving = False
-        if serving:
+        if serving and not engine.closed:  # the look may have outlasted phase one
             return await _hand_off(engine, message, target)
     if message.event_id:
         engine.release(message.key.platform, message.event_id)
