@@ -12,7 +12,7 @@ import pytest
 
 from bot.types import Author, NewTurn, TextPart, ThreadKey, TurnUpdate
 from storage import pg_gate
-from storage.pg_gate import POLL_S, PgGate
+from storage.pg_gate import POLL_S, SERVING, PgGate, app_name
 from storage.postgres import PostgresStore
 from tests.helpers import until
 
@@ -199,6 +199,13 @@ async def test_peers_are_the_other_replicas_that_serve(
         assert not await b.peers() and await a.peers()  # b serves; a drains
     finally:
         await console.close()
+
+
+def test_application_names_keep_what_tells_replicas_apart() -> None:
+    host = "a-very-long-kubernetes-pod-name-for-the-gemini-bot-deployment-7d9f8c6b5-abcde"
+    one, two = app_name(SERVING, f"{host}:1:aa11bb"), app_name(SERVING, f"{host}:1:cc22dd")
+    assert len(one.encode()) == 63 and one.startswith(SERVING + "aa11bb:1:a-very")
+    assert one != two  # the random suffix survives PostgreSQL's cut
 
 
 async def test_a_lost_lock_connection_is_noticed(replicas) -> None:
