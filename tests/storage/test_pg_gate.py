@@ -91,6 +91,37 @@ async def test_one_holder_per_thread_across_replicas_and_the_next_wakes_at_once(
         pass
 
 
+async def test_a_release_between_a_failed_try_and_the_wait_is_heard(
+    replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poll = 4.0  # long: a missed notice would cost all of it
+    monkeypatch.setattr(pg_gate, "POLL_S", poll)
+    (_, a), (_, b) = await replicas(), await replicas()
+    released = asyncio.Event()
+
+    async def first() -> None:
+        async with a.hold(KEY):
+            await released.wait()
+
+    holder = asyncio.create_task(first())
+    await until(lambda: a.busy(KEY))
+    real_try = b._try
+
+    async def try_then_release(k: int, conversation_id: int | None, seq: int | None) -> bool:
+        got = await real_try(k, conversation_id, seq)
+        if not got and not released.is_set():  # a lets go right after b's try failed
+            released.set()
+            await holder
+            await until(lambda: k not in b._freed)  # the notice has reached b
+        return got
+
+    monkeypatch.setattr(b, "_try", try_then_release)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with b.hold(KEY):
+        assert loop.time() - began < poll / 2  # woken by the notice, not by the poll
+
+
 async def test_two_tasks_of_one_replica_take_turns(replicas) -> None:
     (_, a) = await replicas()
     inside = 0
