@@ -18,7 +18,7 @@ from bot.ports import ReplyTarget
 from bot.splitting import split_message
 
 if TYPE_CHECKING:
-    from bot.streaming import _Lane
+    from bot.lane import Lane
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class _Op:
 class ReplyStream:
     """One reply in flight: the engine appends text; the scheduler shows it."""
 
-    def __init__(self, target: ReplyTarget, lane: _Lane) -> None:
+    def __init__(self, target: ReplyTarget, lane: Lane) -> None:
         self.target = target
         self._lane = lane
         self._limit = target.max_chars
