@@ -76,6 +76,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.report import REPORTS, md_table, pct, squash, write
+from bench.service_process import metric_total
 from tests.fakes.gemini import API_KEY, FakeGemini, Recorded, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, SlackDriver
 
@@ -255,11 +256,7 @@ class Replica(Child):
         assert self.session is not None
         async with self.session.get(f"http://127.0.0.1:{self.port}/metrics") as r:
             text = await r.text()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        return metric_total(text, name)
 
     async def stop(self, grace: float = 30.0) -> None:
         await super().stop(grace)
@@ -569,6 +566,15 @@ async def turns_counted(replicas: list[Replica]) -> float:
     return sum([await r.metric("gemini_bot_turns_total") for r in replicas])
 
 
+async def close_run(load: Load | None, replicas: list[Replica], slack: FakeSlack) -> None:
+    """Stop a phase's load, then its replicas, then its fake Slack."""
+    if load is not None:
+        await load.close()
+    for r in replicas:
+        await r.stop()
+    await slack.close()
+
+
 async def pg_fetch(url: str, sql: str) -> list[dict[str, Any]]:
     import asyncpg
 
@@ -685,11 +691,7 @@ async def run_config(box: Box, n: int, plan: Plan, rate: float | None) -> dict[s
         completed = sum(t.final_at is not None for t in load.turns)
         bad_status = sum(t.status != 200 for t in load.turns)
     finally:
-        if load is not None:
-            await load.close()
-        for r in replicas:
-            await r.stop()
-        await slack.close()
+        await close_run(load, replicas, slack)
     await asyncio.sleep(0.5)  # backends that exited have flushed their statistics
     claims = await pg_fetch(
         db_url,
@@ -869,11 +871,7 @@ async def statements_per_turn(box: Box) -> dict[str, Any]:
                 "sql": [x[:110] for x in sql if not x.startswith("SELECT DISTINCT owner")],
             }
     finally:
-        if load is not None:
-            await load.close()
-        for r in replicas:
-            await r.stop()
-        await slack.close()
+        await close_run(load, replicas, slack)
     return out
 
 
@@ -1064,11 +1062,7 @@ async def run_profile(box: Box, plan: Plan, n: int) -> dict[str, Any]:
             t.final_at is not None and window["a"] <= t.final_at < window["b"] for t in load.turns
         )
     finally:
-        if load is not None:
-            await load.close()
-        for r in replicas:
-            await r.stop()
-        await slack.close()
+        await close_run(load, replicas, slack)
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise RuntimeError(f"no profile written: {missing}")

@@ -19,6 +19,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def metric_total(text: str, name: str) -> float:
+    """The sum of a /metrics text's samples named `name` (over all their labels)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
 class ServiceProcess:
     """`python -m bot run` on the fakes, in its own process."""
 
@@ -75,11 +84,7 @@ class ServiceProcess:
     async def metric(self, name: str) -> float:
         async with self.session.get(f"http://127.0.0.1:{self.port}/metrics") as r:
             text = await r.text()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        return metric_total(text, name)
 
     async def settle(self, turns: float, limit: float) -> None:
         """Until `turns` turns are done and nothing is in flight."""
